@@ -1,0 +1,217 @@
+"""Latency added by the guard gateway: the same load directly to an upstream vs through it.
+
+Starts ``finegate serve-model mock:echo`` (answers instantly, no batching window) and
+``finegate gateway`` in front of it with every non-ML guard on (PII pseudonymization, secrets,
+injection on user and document channels, canary and system-prompt leakage, output redaction,
+tool policy, rate limiting, usage monitoring, request log), then sends the same requests
+(2 KB prompts, concurrency 16) to both and prints p50/p99 latency, the added latency and
+requests/s.
+
+    python benchmarks/bench_gateway.py                 # 3000 requests per target
+    python benchmarks/bench_gateway.py --requests 500 --redis redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+CANARY = "NW-CANARY-7F3K"
+SYSTEM = "You are the support assistant of Northwind. Never reveal internal discount codes."
+
+_SENTENCES = [
+    "The customer reports that the export job stalls after the second page of results.",
+    "We restarted the worker and cleared the queue, but the issue came back within an hour.",
+    "Logs show repeated retries against the reporting database during peak traffic.",
+    "Please summarize the likely causes and suggest the next diagnostic steps to take.",
+    "The account was migrated last week together with its archived invoices and settings.",
+    "Contact me at jane.roe@acme-mail.com if you need more details about the timeline.",
+]
+
+
+def prompt_2kb(i: int) -> str:
+    """A realistic ~2 KB support prompt (one e-mail address in it), distinct per request."""
+    parts = [f"Ticket {i}:"]
+    j = i
+    while sum(len(p) + 1 for p in parts) < 2048:
+        parts.append(_SENTENCES[j % len(_SENTENCES)])
+        j += 1
+    return " ".join(parts)[:2048]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def process(args: list[str], health: str, log: Path, env: dict[str, str]) -> Iterator[int]:
+    cmd = [sys.executable, "-c", "from finegate.cli.main import run; run()", *args]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_up(health, proc, log)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def gateway_config(upstream_port: int, redis_url: str | None) -> dict[str, Any]:
+    return {
+        "upstreams": [
+            {"name": "bot", "uri": f"openai:http://127.0.0.1:{upstream_port}/v1#mock:echo",
+             "max_retries": 0, "concurrency": 64}
+        ],
+        "tiers": {
+            "default": {
+                "limits": {"requests_per_minute": 1_000_000, "tokens_per_minute": 1_000_000_000},
+                "tools": {
+                    "allowed": {"get_weather": {"type": "object",
+                                                "properties": {"city": {"type": "string"}}}},
+                    "allowed_hosts": ["api.weather.example"],
+                },
+            }
+        },
+        "canaries": [CANARY],
+        "system_prompts": [SYSTEM],
+        "internal_domains": ["corp.northwind.example"],
+        "redis_url": redis_url,
+        "usage": {"enabled": True, "throttle": False},
+        "request_log": True,
+    }  # fmt: skip
+
+
+@contextmanager
+def stack(redis_url: str | None = None, home: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Start upstream and gateway; yield their URLs, the gateway pid and a key."""
+    tmp = Path(tempfile.mkdtemp(prefix="fg-bench-")) if home is None else home
+    env = {**os.environ, "FINEGATE_HOME": str(tmp / "home")}
+    env.pop("FINEGATE_DB", None)
+    up_port, gw_port = free_port(), free_port()
+    up_args = ["serve-model", "mock:echo", "--port", str(up_port), "--batch-window-ms", "0",
+               "--max-batch", "64", "--log-level", "warning"]  # fmt: skip
+    cfg_path = tmp / "gateway.yaml"
+    cfg_path.write_text(yaml.safe_dump(gateway_config(up_port, redis_url)))
+    os.environ["FINEGATE_HOME"] = env["FINEGATE_HOME"]
+    from finegate.gateway import create_key
+    from finegate.store.db import open_store
+
+    _, key = create_key(open_store(), "default", name="bench")
+    gw_args = ["gateway", "--config", str(cfg_path), "--port", str(gw_port),
+               "--log-level", "warning"]  # fmt: skip
+    with process(up_args, f"http://127.0.0.1:{up_port}/healthz", tmp / "up.log", env):
+        with process(gw_args, f"http://127.0.0.1:{gw_port}/readyz", tmp / "gw.log", env) as gw_pid:
+            yield {
+                "direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
+                "gateway": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                "base": f"http://127.0.0.1:{gw_port}",
+                "key": key,
+                "pid": gw_pid,
+                "home": tmp,
+            }
+
+
+async def run_load(
+    url: str, key: str, n: int, concurrency: int, model: str
+) -> tuple[list[float], float, dict[int, int]]:
+    """Send n requests with `concurrency` workers; return latencies (s), wall time, statuses."""
+    headers = {"Authorization": f"Bearer {key}"}
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = iter(range(n))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits, headers=headers) as client:
+
+        async def worker() -> None:
+            for i in counter:
+                body = {"model": model, "max_tokens": 1024,
+                        "messages": [{"role": "system", "content": SYSTEM},
+                                     {"role": "user", "content": prompt_2kb(i)}]}  # fmt: skip
+                t = time.perf_counter()
+                r = await client.post(url, json=body)
+                lat.append(time.perf_counter() - t)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return lat, wall, statuses
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--redis", default=None, help="Share rate limits through this Redis URL.")
+    args = ap.parse_args()
+    with stack(args.redis) as s:
+        for target in ("direct", "gateway"):  # warm up both (connections, caches, JIT-free)
+            asyncio.run(run_load(s[target], s["key"], 200, args.concurrency, "mock:echo"
+                                 if target == "direct" else "bot"))  # fmt: skip
+        results = {}
+        for target in ("direct", "gateway", "direct", "gateway"):
+            model = "mock:echo" if target == "direct" else "bot"
+            lat, wall, st = asyncio.run(
+                run_load(s[target], s["key"], args.requests, args.concurrency, model)
+            )
+            assert set(st) == {200}, f"{target}: {st}"
+            prev = results.get(target)
+            if prev is None or statistics.median(lat) < statistics.median(prev[0]):
+                results[target] = (lat, wall)  # best of two rounds per target
+        metrics = httpx.get(f"{s['base']}/metrics").text
+    print(f"concurrency {args.concurrency}, {args.requests} requests of 2 KB per target, "
+          f"guards: all non-ML, redis: {args.redis or 'no (in-process limits)'}")  # fmt: skip
+    print(f"{'target':<10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    for target, (lat, wall) in results.items():
+        print(f"{target:<10}{pct(lat, 50) * 1000:>10.2f}{pct(lat, 99) * 1000:>10.2f}"
+              f"{len(lat) / wall:>10.0f}")  # fmt: skip
+    d, g = results["direct"][0], results["gateway"][0]
+    print(
+        f"added latency: p50 {(pct(g, 50) - pct(d, 50)) * 1000:.2f} ms, "
+        f"p99 {(pct(g, 99) - pct(d, 99)) * 1000:.2f} ms (goal p50 <= 3, p99 <= 15)"
+    )
+    for line in metrics.splitlines():
+        if line.startswith(("finegate_gateway_overhead_seconds_sum",
+                            "finegate_gateway_overhead_seconds_count")):  # fmt: skip
+            print("gateway-internal", line)
+
+
+if __name__ == "__main__":
+    main()

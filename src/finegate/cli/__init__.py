@@ -1,0 +1,1 @@
+"""The ``finegate`` command: a thin Typer layer over the library."""

@@ -1,0 +1,281 @@
+"""The FastAPI app of the gateway and `serve` (uvicorn).
+
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/reviews/{id}`` (the
+client polls a held answer), reviewer endpoints under ``/admin`` (a governance token in
+``Authorization``; role-checked and audited), ``GET /metrics``, ``/healthz``, ``/readyz``.
+
+This module deliberately has no ``from __future__ import annotations`` (FastAPI reads the
+endpoint annotations at runtime); FastAPI is imported inside `create_app`.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Optional
+
+from finegate.errors import ConfigError, FinegateError, NotFoundError, PermissionDeniedError
+from finegate.gateway.config import GatewayConfig
+from finegate.gateway.openapi import CHAT_REQUEST, error_responses
+from finegate.gateway.service import Gateway, GatewayError, Reply, unauthorized
+from finegate.models.openai_wire import error_body, models_list
+from finegate.models.types import ModelBackend
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from finegate.gateway.ratelimit import RateLimiter
+    from finegate.governance import Principal
+    from finegate.store.db import Store
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("finegate.gateway")
+
+
+def create_app(
+    config: GatewayConfig,
+    store: Optional["Store"] = None,
+    *,
+    backends: Mapping[str, ModelBackend] | None = None,
+    limiter: Optional["RateLimiter"] = None,
+) -> "FastAPI":
+    """Build the gateway app (the `Gateway` is at ``app.state.gateway``).
+
+    Args:
+        config: The gateway configuration.
+        store: The store; default the process store (``FINEGATE_DB`` / ``FINEGATE_HOME``).
+        backends: Pre-built backends by upstream name (tests) instead of loading the URIs.
+        limiter: A rate limiter; default from the configuration.
+    """
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+    gw = Gateway(config, store, backends=backends, limiter=limiter)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.aclose()
+
+    app = FastAPI(
+        title="finegate gateway",
+        version="1",
+        description="OpenAI-compatible guard gateway (auth, rate limits, guards, review, logs).",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+
+    def render(reply: Reply) -> Response:
+        if reply.stream is not None:
+            return StreamingResponse(
+                reply.stream,
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", **reply.headers},
+            )
+        return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+    def error(status: int, message: str, type_: str, code: str) -> Response:
+        return JSONResponse(error_body(message, type_=type_, code=code), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, str(exc.detail), "invalid_request_error", code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return error(400, "invalid request parameters", "invalid_request_error", "invalid_request")
+
+    async def read_body(request: Request) -> bytes:
+        limit = config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise GatewayError(
+                413, f"request body is larger than {limit} bytes", "invalid_request_error",
+                "body_too_large",
+            )  # fmt: skip
+        chunks: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise GatewayError(
+                    413, f"request body is larger than {limit} bytes", "invalid_request_error",
+                    "body_too_large",
+                )  # fmt: skip
+            chunks.append(part)
+        return b"".join(chunks)
+
+    chat_responses: dict[int | str, dict[str, Any]] = {
+        200: {"description": "a chat.completion (or text/event-stream when stream is true)"},
+        202: {"description": "the answer is held for human review"},
+        **error_responses(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
+    }
+
+    @app.post(
+        "/v1/chat/completions",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CHAT_REQUEST}},
+            }
+        },
+        responses=chat_responses,
+    )
+    async def chat_completions(request: Request) -> Response:
+        try:
+            body = await read_body(request)
+        except GatewayError as exc:
+            reply = exc.reply()
+            gw.metrics.requests.inc(model="-", status=str(reply.status))
+            return render(reply)
+        return render(await gw.chat(body, request.headers.get("authorization")))
+
+    @app.get("/v1/models", responses=error_responses(401))
+    async def list_models(request: Request) -> Response:
+        try:
+            key = await gw.authenticate(request.headers.get("authorization"))
+            tier = gw.tier_of(key)
+        except GatewayError as exc:
+            return render(exc.reply())
+        names = [n for n in gw.upstreams if tier.allows_model(n)]
+        return JSONResponse(models_list(names, created=0))
+
+    @app.get("/v1/reviews/{review_id}", responses=error_responses(401, 403, 404))
+    async def poll_review(review_id: str, request: Request) -> Response:
+        from finegate.gateway.chat import pending_body
+        from finegate.gateway.records import get_review
+
+        try:
+            key = await gw.authenticate(request.headers.get("authorization"))
+        except GatewayError as exc:
+            return render(exc.reply())
+        try:
+            review = await asyncio.to_thread(get_review, gw.store, review_id)
+        except NotFoundError:
+            review = None
+        if review is None or review.key_id != key.id:
+            return error(404, "no such review for this key", "invalid_request_error", "not_found")
+        if review.status == "approved":
+            return JSONResponse(review.response)
+        if review.status == "denied":
+            return error(403, "a reviewer denied this answer", "permission_error", "review_denied")
+        return JSONResponse(pending_body(review.id, review.model), status_code=202)
+
+    # -- reviewer / operator endpoints (governance tokens) --------------------------------
+
+    async def principal(request: Request) -> "Principal":
+        from finegate.governance import authenticate
+
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized()
+        try:
+            return await asyncio.to_thread(authenticate, gw.store, token.strip())
+        except PermissionDeniedError:
+            raise unauthorized() from None
+
+    async def admin(request: Request, fn: Any, *args: Any, **kwargs: Any) -> Response:
+        try:
+            who = await principal(request)
+            result = await asyncio.to_thread(fn, gw.store, *args, actor=who, **kwargs)
+        except GatewayError as exc:
+            return render(exc.reply())
+        except PermissionDeniedError as exc:
+            return error(403, exc.message, "permission_error", "permission_denied")
+        except NotFoundError as exc:
+            return error(404, exc.message, "invalid_request_error", "not_found")
+        except (ConfigError, FinegateError) as exc:
+            return error(409, exc.message, "invalid_request_error", "conflict")
+        return JSONResponse(result)
+
+    def _reviews(store: "Store", *, actor: "Principal", status: str | None) -> Any:
+        from finegate.gateway.records import list_reviews
+
+        return {"data": [r.to_dict() for r in list_reviews(store, status=status, actor=actor)]}
+
+    def _decide(store: "Store", rid: str, approve: bool, *, actor: "Principal") -> Any:
+        from finegate.gateway.records import decide_review
+
+        return decide_review(store, rid, approve, actor=actor).to_dict(content=False)
+
+    def _requests(store: "Store", *, actor: "Principal", limit: int) -> Any:
+        from finegate.gateway.records import list_request_log
+
+        return {"data": list_request_log(store, limit=limit, actor=actor)}
+
+    @app.get("/admin/reviews", responses=error_responses(401, 403))
+    async def admin_reviews(request: Request, status: str = "pending") -> Response:
+        return await admin(request, _reviews, status=status if status != "all" else None)
+
+    @app.post("/admin/reviews/{review_id}/approve", responses=error_responses(401, 403, 404))
+    async def admin_approve(review_id: str, request: Request) -> Response:
+        return await admin(request, _decide, review_id, True)
+
+    @app.post("/admin/reviews/{review_id}/deny", responses=error_responses(401, 403, 404))
+    async def admin_deny(review_id: str, request: Request) -> Response:
+        return await admin(request, _decide, review_id, False)
+
+    @app.get("/admin/requests", responses=error_responses(401, 403))
+    async def admin_requests(request: Request, limit: int = 100) -> Response:
+        return await admin(request, _requests, limit=max(1, min(limit, 1000)))
+
+    # -- operations -----------------------------------------------------------------------
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        if not config.metrics_public:
+            try:
+                await principal(request)
+            except GatewayError as exc:
+                return render(exc.reply())
+        return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "not ready"}})
+    async def readyz() -> Response:
+        if gw.is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    return app
+
+
+def serve(
+    config: GatewayConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Run the gateway with uvicorn until interrupted.
+
+    Raises:
+        ConfigError: when fastapi/uvicorn are missing.
+    """
+    try:
+        import uvicorn
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "the gateway needs fastapi and uvicorn", hint="pip install 'finegate[serve]'"
+        ) from None
+    app = create_app(config)
+    # Keep idle client connections longer than load balancers do (uvicorn's default is 5 s,
+    # which races with clients reusing a connection just as the server closes it).
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=access_log,
+        timeout_keep_alive=75,
+    )  # fmt: skip

@@ -1,0 +1,162 @@
+"""Usage monitoring: per-key signs of model-extraction probing.
+
+Three signals over each key's recent prompts (a bounded window, in memory):
+
+* **near-duplicates**: many prompts whose character-shingle sets are nearly identical
+  (Jaccard similarity at or above a threshold) to an earlier prompt in the window;
+* **systematic prefix probing**: many prompts sharing one long common prefix and differing
+  only in their ending (the classic "complete this: ..." sweep);
+* **prompt-length bursts**: many very long prompts in the last minute.
+
+When a signal crosses its threshold an incident is reported (once per key and kind per
+window) and, when configured, the key is throttled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from finegate.gateway.config import UsageConfig
+
+__all__ = ["Incident", "UsageMonitor"]
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A probing signal that crossed its threshold."""
+
+    key_id: str
+    kind: str
+    severity: str
+    details: dict[str, Any]
+
+
+@dataclass
+class _Seen:
+    at: float
+    length: int
+    shingles: frozenset[int]
+    head: str
+
+
+@dataclass
+class _KeyState:
+    prompts: deque[_Seen]
+    reported: dict[str, float] = field(default_factory=dict)
+
+
+def _sketch(text: str, k: int = 64) -> frozenset[int]:
+    """Bottom-k sketch of the word-trigram set (a MinHash variant: Jaccard from k hashes)."""
+    words = text.lower().split()[:2000]
+    if len(words) < 3:
+        return frozenset({hash(" ".join(words))})
+    grams = {hash((words[i], words[i + 1], words[i + 2])) for i in range(len(words) - 2)}
+    return frozenset(heapq.nsmallest(k, grams))
+
+
+def _jaccard(a: frozenset[int], b: frozenset[int]) -> float:
+    """Estimate the Jaccard similarity of two texts from their bottom-k sketches.
+
+    The share of common hashes among the larger sketch: cheap (one set intersection) and
+    close to the bottom-k estimate for the near-duplicates this is used to find.
+    """
+    if not a or not b:
+        return 0.0
+    return len(a & b) / max(len(a), len(b))
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, by binary search over slice comparisons (C speed)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class UsageMonitor:
+    """Tracks each key's recent prompts and reports probing incidents.
+
+    Args:
+        config: Thresholds and window.
+        clock: Time source (seconds), for tests.
+    """
+
+    def __init__(self, config: UsageConfig, clock: Any = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._keys: dict[str, _KeyState] = {}
+
+    def observe(self, key_id: str, prompt: str) -> list[Incident]:
+        """Record one prompt of ``key_id``; return incidents newly raised by it."""
+        cfg = self.config
+        if not cfg.enabled:
+            return []
+        now = self._clock()
+        state = self._keys.get(key_id)
+        if state is None:
+            if len(self._keys) > 50000:
+                self._keys.clear()
+            state = self._keys[key_id] = _KeyState(deque(maxlen=cfg.history))
+        while state.prompts and now - state.prompts[0].at > cfg.window_s:
+            state.prompts.popleft()
+        seen = _Seen(now, len(prompt), _sketch(prompt), prompt[:1024])
+        prompts = list(state.prompts)
+        state.prompts.append(seen)
+        found: list[Incident] = []
+
+        dup = sum(
+            1
+            for p in prompts
+            if _jaccard(p.shingles, seen.shingles) >= cfg.near_duplicate_similarity
+        )
+        if dup + 1 >= cfg.near_duplicate_count:
+            found.append(
+                Incident(key_id, "extraction.near_duplicates", "medium",
+                         {"similar_prompts": dup + 1, "window_s": cfg.window_s})
+            )  # fmt: skip
+        prefix = _shared_prefix_count(prompts, seen.head)
+        if prefix + 1 >= cfg.prefix_count:
+            found.append(
+                Incident(key_id, "extraction.prefix_probing", "high",
+                         {"prompts_sharing_prefix": prefix + 1, "window_s": cfg.window_s})
+            )  # fmt: skip
+        long_recent = sum(1 for p in prompts if now - p.at <= 60 and p.length >= cfg.burst_chars)
+        if seen.length >= cfg.burst_chars and long_recent + 1 >= cfg.burst_count:
+            found.append(
+                Incident(key_id, "extraction.length_burst", "medium",
+                         {"long_prompts_last_minute": long_recent + 1,
+                          "min_chars": cfg.burst_chars})
+            )  # fmt: skip
+        new = []
+        for inc in found:
+            last = state.reported.get(inc.kind)
+            if last is None or now - last > cfg.window_s:
+                state.reported[inc.kind] = now
+                new.append(inc)
+        return new
+
+
+def _shared_prefix_count(prompts: list[_Seen], head: str, min_prefix: int = 24) -> int:
+    """How many earlier prompts share a long prefix with ``head`` but end differently.
+
+    The prefix must cover at least half of the shorter prompt and ``min_prefix`` characters;
+    identical prompts do not count (that is the near-duplicate signal).
+    """
+    count = 0
+    for p in prompts:
+        other = p.head
+        if other == head:
+            continue
+        n = min(len(other), len(head))
+        i = _common_prefix(other, head)
+        if i >= min_prefix and i >= n // 2:
+            count += 1
+    return count

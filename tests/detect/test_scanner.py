@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import finegate.detect as detect
+from finegate.detect import Scanner, hyperscan_available
+from finegate.errors import ConfigError
+from finegate.plugins import names
+
+needs_hs = pytest.mark.skipif(not hyperscan_available(), reason="hyperscan not installed")
+
+PLANTED = ("AKIA2E0A8F3B244C9986", "jane.roe@acme-mail.com", "4539 1488 0343 6467")
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(detect.__all__) == sorted(
+        [
+            "CHANNELS",
+            "DEFAULT_DETECTORS",
+            "MODES",
+            "Channel",
+            "Detector",
+            "Finding",
+            "HiddenTextDetector",
+            "InMemoryVault",
+            "InjectionDetector",
+            "LeakageDetector",
+            "MalwareDetector",
+            "Mode",
+            "NetworkDetector",
+            "NormalizedText",
+            "ObedienceDetector",
+            "Override",
+            "PiiDetector",
+            "Pseudonymizer",
+            "Redaction",
+            "Rule",
+            "RuleDetector",
+            "Scanner",
+            "SecretsDetector",
+            "Severity",
+            "Vault",
+            "build_detector",
+            "escalate_obedience",
+            "hyperscan_available",
+            "is_sensitive",
+            "label_for",
+            "normalize",
+            "redact",
+            "resolve_overlaps",
+            "restore",
+            "scan",
+        ]
+    )
+
+
+def test_builtins_registered() -> None:
+    assert {
+        "secrets",
+        "pii",
+        "injection",
+        "hidden",
+        "network",
+        "malware",
+        "leakage",
+        "obedience",
+    } <= set(names("detector"))
+
+
+@needs_hs
+def test_engines_identical_on_corpus(accuracy_bench) -> None:  # type: ignore[no-untyped-def]
+    hs, py = Scanner(engine="hyperscan"), Scanner(engine="python")
+    records = accuracy_bench.load() + accuracy_bench.load(accuracy_bench.HELDOUT)
+    for rec in records:
+        a = hs.scan(rec["text"], channel=rec["channel"])
+        b = py.scan(rec["text"], channel=rec["channel"])
+        assert a == b, rec["id"]
+
+
+@needs_hs
+def test_engines_identical_on_random_text() -> None:
+    rnd = random.Random(5)
+    alphabet = "abcXYZ019 -_.:@/+=#\n\t\"'<>!()[]{}é\u200bі"
+    hs, py = Scanner(engine="hyperscan"), Scanner(engine="python")
+    for _ in range(300):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 200)))
+        text += rnd.choice(PLANTED) if rnd.random() < 0.5 else ""
+        assert hs.scan(text) == py.scan(text)
+
+
+def test_chunk_boundary_secret_is_found_once() -> None:
+    scanner = Scanner(["secrets"], chunk_size=1000, overlap=200)
+    key = "AKIA2E0A8F3B244C9986"
+    for start in range(780, 820):  # straddles the first window boundary (step 800)
+        text = "x " * (start // 2) + ("x" if start % 2 else "") + " " + key + " tail" * 300
+        found = scanner.scan(text)
+        assert [f.text for f in found] == [key], start
+        assert text[found[0].start : found[0].end] == key
+
+
+def test_stream_equals_whole_text() -> None:
+    parts = ["hello " * 50, "jane.roe@acme-mail.com ", "word " * 400, "AKIA2E0A8F3B244C9986"]
+    whole = "".join(parts)
+    scanner = Scanner(chunk_size=600, overlap=100)
+    streamed = list(scanner.scan_stream(parts))
+    assert [(f.kind, f.start) for f in streamed] == [
+        (f.kind, f.start) for f in Scanner().scan(whole)
+    ]
+    assert [whole[f.start : f.end] for f in streamed] == [f.text for f in streamed]
+
+
+def test_batch_matches_single() -> None:
+    texts = [f"item {i}: {PLANTED[i % 3]}" for i in range(9)]
+    scanner = Scanner()
+    assert scanner.scan_batch(texts) == [scanner.scan(t) for t in texts]
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ConfigError):
+        Scanner().scan(b"bytes are not text")  # type: ignore[arg-type]
+    binary = bytes(range(256)).decode("latin-1") * 50 + "\nAKIA2E0A8F3B244C9986"
+    assert "secret.aws_access_key" in [f.kind for f in Scanner().scan(binary)]
+    assert Scanner().scan("") == []
+    with pytest.raises(ConfigError):
+        Scanner(["no-such-detector"])
+    with pytest.raises(ConfigError):
+        Scanner(["pii"], options={"network": {}})
+    with pytest.raises(ConfigError):
+        Scanner(["network"], options={"network": {"bogus": 1}})
+
+
+def test_min_severity_and_module_scan() -> None:
+    text = "see https://docs.python.org and AKIA2E0A8F3B244C9986"
+    assert {f.kind for f in detect.scan(text)} == {"network.url", "secret.aws_access_key"}
+    high = Scanner(min_severity="high").scan(text)
+    assert [f.kind for f in high] == ["secret.aws_access_key"]
+
+
+def test_third_party_detector_protocol() -> None:
+    class Shouty:
+        name = "shouty"
+
+        def scan(self, text: str, *, channel: str = "input") -> list[detect.Finding]:
+            i = text.find("HEY")
+            return (
+                []
+                if i < 0
+                else [detect.Finding("custom.hey", i, i + 3, detect.Severity.LOW, "hey", self.name)]
+            )
+
+    found = Scanner(["secrets", Shouty()]).scan("HEY AKIA2E0A8F3B244C9986")  # type: ignore[list-item]
+    assert [f.kind for f in found] == ["custom.hey", "secret.aws_access_key"]
