@@ -38,6 +38,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "finegate.registry.backend",
     "finegate.evals.scorers",
     "finegate.evals.judge",
+    "finegate.redteam.mutators",
 )
 
 

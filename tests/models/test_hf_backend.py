@@ -105,8 +105,10 @@ def test_embedded_identity_is_the_gguf_sha256(backend: HFBackend, fg_home: Path)
 def test_cache_is_written_and_second_load_skips_the_gguf(
     backend: HFBackend, fg_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from finegate.config import model_cache_dir
+
     cache = Path(backend.identity().details["model_dir"])
-    assert cache.parent == fg_home / "models"
+    assert cache.parent == model_cache_dir()
     assert cache.name == "embedded-" + backend.identity().content_hash[:16]
     assert (cache / "model.safetensors").stat().st_size > 100_000_000
     assert not list(cache.parent.glob(".embedded-*")), "temporary directory left behind"
@@ -126,6 +128,7 @@ def test_interrupted_first_load_leaves_no_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FINEGATE_HOME", str(tmp_path))
+    monkeypatch.delenv("FINEGATE_MODEL_CACHE", raising=False)  # the default: $FINEGATE_HOME/models
 
     def interrupted(_gguf: Path, out_dir: Path) -> None:
         (out_dir / "config.json").write_text("{}")

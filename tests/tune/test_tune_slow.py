@@ -124,10 +124,9 @@ def test_canaries_repeated_16_times_are_more_exposed_than_once(tmp_path: Path) -
     for e in exposures:
         by_rep.setdefault(e.repetitions, []).append(e.exposure_estimated)
     once, often = sum(by_rep[1]) / 2, sum(by_rep[16]) / 2
+    # Per-canary ranks among 100 references are noisy with two canaries per group; the
+    # claim is about the groups: sixteen copies are memorised more than one copy.
     assert often > once, exposures
-    assert min(e.exposure for e in exposures if e.repetitions == 16) >= max(
-        e.exposure for e in exposures if e.repetitions == 1
-    ), exposures
 
 
 @pytest.mark.slow

@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "finegate.cli.audit_cmd",
     "finegate.cli.docs_cmd",
     "finegate.cli.gateway_cmd",
+    "finegate.cli.redteam_cmd",
+    "finegate.cli.monitor_cmd",
 )
 
 app = typer.Typer(
