@@ -79,6 +79,13 @@ def test_playbook_through_the_cli(
     assert "verifies" in text and "DOES NOT" not in text
     assert len(ok("monitor", "history", "support-prod", "--json").split('"outcome"')) == 4
     ok("audit", "verify")
+    # The evidence documents pick the monitoring history up from the records.
+    card = ok("docs", "model-card", "support-bot@2")
+    monitoring = card.split("Monitoring and incident history", 1)[1].split("\n## ", 1)[0]
+    assert "monitor check support-prod" in monitoring and "#1" in monitoring
+    assert "leakage" in monitoring and "closed" in monitoring
+    card_v1 = ok("docs", "model-card", "support-bot@1")
+    assert card_v1.count("monitor check support-prod") == 2  # the baseline and the clean check
 
     code, _, err = _cli(["incident", "close", "1", "--resolution", "again"], capsys)
     assert code == 2 and "closed" in err

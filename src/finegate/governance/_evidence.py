@@ -232,6 +232,67 @@ def _summary_blocks(runs: list[Run]) -> list[Block]:
     return blocks
 
 
+def _rate_text(summary: dict[str, Any]) -> str:
+    overall = summary.get("overall") or {}
+    rate = overall.get("rate") or {}
+    if rate.get("rate") is None:
+        return "-"
+    metric = "ASR" if overall.get("metric") == "asr" else "pass rate"
+    return f"{metric} {100 * rate['rate']:.1f}% [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}]"
+
+
+def _monitoring(store: Store, name: str, model_hash: str) -> list[Block]:
+    """Monitor checks and red-team campaigns run on this identity, and the model's incidents."""
+    from finegate.store.schema import Incident
+
+    with store.session() as s:
+        runs = [
+            r
+            for r in s.scalars(
+                select(Run)
+                .where(Run.model_hash == model_hash, Run.kind.in_(("eval", "monitor", "redteam")))
+                .order_by(Run.started_at)
+            )
+            if r.kind != "eval" or "monitor" in r.config or "redteam" in r.config
+        ]
+        incidents = list(
+            s.scalars(select(Incident).where(Incident.model_name == name).order_by(Incident.id))
+        )
+    blocks: list[Block] = []
+    if runs:
+        rows = []
+        for r in runs:
+            facts = r.config.get("redteam")
+            what = (
+                f"red-team campaign from {facts.get('seeds')} ({facts.get('queries')} queries)"
+                if isinstance(facts, dict)
+                else f"monitor check {r.config.get('monitor', r.kind)}"
+            )
+            rows.append([r.id, what, r.started_at.isoformat(timespec="seconds"),
+                         _rate_text(r.summary or {})])  # fmt: skip
+        blocks.append(Block("table", headers=["run", "what", "started", "overall"], rows=rows))
+    if incidents:
+        rows = [
+            [
+                f"#{i.id}",
+                i.kind,
+                i.severity,
+                i.status,
+                i.opened_at.isoformat(timespec="seconds"),
+                i.title,
+            ]  # fmt: skip
+            for i in incidents
+        ]
+        blocks.append(
+            Block(
+                "table",
+                headers=["incident", "kind", "severity", "status", "opened", "title"],
+                rows=rows,
+            )
+        )
+    return blocks or _none()
+
+
 def _training(lin: Lineage) -> list[Block]:
     blocks: list[Block] = []
     if lin.adapter:
@@ -415,9 +476,7 @@ def build_document(store: Store, ref: str, kind: str = "model-card") -> Evidence
     intended = [Block("text", v.intended_use)] if v.intended_use.strip() else _none()
     guard = [_kv(sorted(v.guardrails.items()))] if v.guardrails else _none()
     privacy = _summary_blocks(_runs_of_kind(store, ("privacy",), v.model_hash))
-    monitoring = _summary_blocks(
-        _runs_of_kind(store, ("monitor", "redteam", "incident"), v.model_hash)
-    )
+    monitoring = _monitoring(store, v.name, v.model_hash)
     sections = [
         Section(
             "General description and intended purpose",
