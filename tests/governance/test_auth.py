@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select, text
+from tests.cliutil import run_cli as _cli
 
 from finegate.errors import ConfigError, FinegateError, PermissionDeniedError
 from finegate.gate import record_gate_decision
@@ -197,18 +198,6 @@ def test_every_mutating_call_checks_permission(
         denied = list_events(store, action="access.denied", actor=actor.name)
         assert len(denied) == before + 1
         assert denied[-1].details["action"] == missing[0].value
-
-
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from finegate.cli.main import run
-
-    try:
-        run(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_acts_as_the_token_principal(

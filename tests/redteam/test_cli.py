@@ -6,20 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.cliutil import run_cli as _cli
 
 DATA = Path(__file__).parent / "data"
-
-
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from finegate.cli.main import run
-
-    try:
-        run(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_redteam_prints_breaks_exports_and_replays(

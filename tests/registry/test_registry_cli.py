@@ -6,21 +6,10 @@ import json
 
 import pytest
 from sqlalchemy import text
+from tests.cliutil import run_cli as _cli
 
 from finegate.gate import record_gate_decision
 from finegate.store import Store
-
-
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from finegate.cli.main import run
-
-    try:
-        run(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_release_chain(
