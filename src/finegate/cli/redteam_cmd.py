@@ -79,7 +79,7 @@ def _print_result(result: RedteamResult) -> None:
         from finegate.redteam._probe import last_user_text
 
         text = " ".join(last_user_text(cases[b.case_id]).split())
-        out.print(f"  [red]{b.case_id}[/] ({b.family}): {text[:90]}{'…' if len(text) > 90 else ''}")
+        out.print(f"  [red]{b.case_id}[/]: {text[:60]}{'…' if len(text) > 60 else ''}")
     if len(breaks) > 10:
         out.print(f"  … and {len(breaks) - 10} more (finegate runs show {result.run.run_id})")
     out.print(
