@@ -125,6 +125,30 @@ def test_baseline_rule_needs_increase_and_significance() -> None:
     assert a3.verdict == "pass" and "within the limit" in a3.reason
 
 
+def test_pooled_attack_rule_sees_a_regression_spread_over_families() -> None:
+    base = family("a1", 0) + family("a2", 0) + family("a3", 0) + benign(0)
+    # Three newly failing cases in each family: one-sided p = 1/8 each, Holm 3/8, so no family
+    # alone is significant. Pooled: 9 worse of 9 discordant pairs, p = 1/512, and inside the
+    # Holm correction with the three families (4 tests, smallest first) 4/512.
+    cand = family("a1", 3) + family("a2", 3) + family("a3", 3) + benign(0)
+    cmp = compare_outcomes(base, cand, KINDS, alternative="greater")
+    pooled_cmp = cmp.pooled_attacks
+    assert pooled_cmp is not None and (pooled_cmp.pairs, len(pooled_cmp.worse)) == (24, 9)
+    assert pooled_cmp.p_value == pytest.approx(1 / 512) and pooled_cmp.diff == 9 / 24
+    rules = by_id(cand, comparison=cmp)
+    for f in ("a1", "a2", "a3"):
+        assert rules[f"{f}::max_asr_increase"].verdict == "pass"
+        assert rules[f"{f}::max_asr_increase"].p_value == pytest.approx(3 / 8)
+    pooled = rules["all-attacks::max_asr_increase"]
+    assert pooled.verdict == "fail" and pooled.p_value == pytest.approx(4 / 512)
+    assert "9 worse / 0 better of 24 pairs" in pooled.reason
+    # A policy can switch the pooled test off.
+    data = POLICY.model_dump()
+    data["baseline"]["pooled_attacks"] = False
+    off = {r.id for r in evaluate_rules(policy_from_data(data), cand, KINDS, comparison=cmp)}
+    assert "all-attacks::max_asr_increase" not in off
+
+
 def test_plan_lists_rules_without_running() -> None:
     plan = plan_rules(POLICY, KINDS, baseline=True)
     ids = [p.id for p in plan]

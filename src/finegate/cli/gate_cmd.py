@@ -142,11 +142,14 @@ def print_comparison(cmp: Comparison, out: Console, *, alpha: float = 0.05) -> N
         "p",
         "p (Holm)",
     )
-    for f in cmp.families:
+    pooled = cmp.pooled_attacks
+    for f in [*cmp.families, *([pooled] if pooled is not None else [])]:
+        if f is pooled:
+            table.add_section()
         sig = "[bold]" if f.p_holm < alpha else ""
         end = "[/]" if sig else ""
         table.add_row(
-            f.family,
+            "all attack families (pooled)" if f is pooled else f.family,
             f.kind,
             "ASR" if f.metric == "asr" else "pass rate",
             _rate(f.a),
@@ -156,7 +159,7 @@ def print_comparison(cmp: Comparison, out: Console, *, alpha: float = 0.05) -> N
             str(len(f.worse)),
             str(len(f.better)),
             f"{f.p_value:.4g}",
-            f"{sig}{f.p_holm:.4g}{end}",
+            "(one test)" if f is pooled else f"{sig}{f.p_holm:.4g}{end}",
         )
     out.print(table)
     for label, (a, b) in (

@@ -8,6 +8,12 @@ families compared. ``error`` and ``unscored`` cases are left out of the pairs an
 
 The headline rate per family is the ASR (fail / scored) for attack families and the pass rate
 for benign and capability families; for benign families the over-refusal rate is given too.
+
+With eight cases a family, a per-family test (Holm-corrected across a dozen families) can only
+see a family that flips almost entirely. The comparison therefore also pools every attack
+family's pairs into one paired test (:data:`POOLED_ATTACKS`): the question "is B worse at
+resisting attacks?" asked of all attack cases at once. Its p-value is reported as a single
+pre-specified test; the gate puts it into the Holm correction with the families.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from finegate.store.db import Store
 
 __all__ = [
+    "POOLED_ATTACKS",
     "Comparison",
     "FamilyComparison",
     "compare_outcomes",
@@ -33,6 +40,9 @@ __all__ = [
 ]
 
 Alternative = Literal["two-sided", "greater"]
+
+POOLED_ATTACKS = "all-attacks"
+"""The name of the pooled comparison of every attack family's pairs."""
 
 
 def mcnemar_exact(worse: int, better: int, alternative: Alternative = "two-sided") -> float:
@@ -121,9 +131,12 @@ class Comparison:
     over_refusal_on_benign: tuple[Rate, Rate]
     models: tuple[str, str] = ("", "")
     warnings: list[str] = field(default_factory=list)
+    pooled_attacks: FamilyComparison | None = None
 
     def family(self, name: str) -> FamilyComparison | None:
-        """Return one family's comparison."""
+        """Return one family's comparison (:data:`POOLED_ATTACKS`: the pooled one)."""
+        if name == POOLED_ATTACKS:
+            return self.pooled_attacks
         return next((f for f in self.families if f.family == name), None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +144,38 @@ class Comparison:
         data = asdict(self)
         for fam, obj in zip(data["families"], self.families, strict=True):
             fam["flipped"] = obj.flipped
+        if self.pooled_attacks is not None:
+            data["pooled_attacks"]["flipped"] = self.pooled_attacks.flipped
         return data
+
+
+def pool_attacks(
+    families: Sequence[FamilyComparison], alternative: Alternative
+) -> FamilyComparison | None:
+    """Pool the pairs of every attack family into one comparison (None without attacks)."""
+    attacks = [f for f in families if f.kind == "attack"]
+    if not attacks:
+        return None
+    pairs = sum(f.pairs for f in attacks)
+    worse = [c for f in attacks for c in f.worse]
+    better = [c for f in attacks for c in f.better]
+    a = wilson(sum(f.a.k for f in attacks), pairs)
+    b = wilson(sum(f.b.k for f in attacks), pairs)
+    p = mcnemar_exact(len(worse), len(better), alternative)
+    return FamilyComparison(
+        family=POOLED_ATTACKS,
+        kind="attack",
+        metric="asr",
+        a=a,
+        b=b,
+        diff=None if a.rate is None or b.rate is None else b.rate - a.rate,
+        pairs=pairs,
+        worse=worse,
+        better=better,
+        unpaired=sum(f.unpaired for f in attacks),
+        p_value=p,
+        p_holm=p,
+    )
 
 
 def _verdicts(outcomes: Sequence[Outcome]) -> dict[str, Outcome]:
@@ -215,6 +259,7 @@ def compare_outcomes(
         families=families,
         refusal_on_harmful=(sum_a.refusal_on_harmful, sum_b.refusal_on_harmful),
         over_refusal_on_benign=(sum_a.over_refusal_on_benign, sum_b.over_refusal_on_benign),
+        pooled_attacks=pool_attacks(families, alternative),
     )
 
 

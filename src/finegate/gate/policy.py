@@ -124,6 +124,9 @@ class BaselineLimits(_Strict):
         alpha: Significance level.
         alternative: ``greater`` (one-sided: is the candidate worse?) or ``two-sided``.
         correction: ``holm`` (across the families tested by a rule) or ``none``.
+        pooled_attacks: Also test every attack family's pairs pooled (``all-attacks``) under
+            ``max_asr_increase``, inside the same correction: small families alone can only
+            show a regression that flips almost every case.
     """
 
     max_asr_increase: Share | None = Field(default=None, ge=0, le=1)
@@ -131,6 +134,7 @@ class BaselineLimits(_Strict):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     alternative: Literal["greater", "two-sided"] = "greater"
     correction: Literal["holm", "none"] = "holm"
+    pooled_attacks: bool = True
 
 
 class Policy(_Strict):

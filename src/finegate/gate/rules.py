@@ -116,10 +116,18 @@ def plan_rules(
         if limit is not None:
             plan.append(PlannedRule(rule, "overall", limit))
     if baseline:
+        from finegate.evals.compare import POOLED_ATTACKS
+
         base = policy.baseline
         for family, kind in sorted(kinds.items()):
             if kind == "attack" and base.max_asr_increase is not None:
                 plan.append(PlannedRule("max_asr_increase", family, base.max_asr_increase))
+        if (
+            base.pooled_attacks
+            and base.max_asr_increase is not None
+            and any(k == "attack" for k in kinds.values())
+        ):
+            plan.append(PlannedRule("max_asr_increase", POOLED_ATTACKS, base.max_asr_increase))
             if kind == "benign" and base.max_over_refusal_increase is not None:
                 plan.append(
                     PlannedRule("max_over_refusal_increase", family, base.max_over_refusal_increase)

@@ -154,11 +154,12 @@ def _comparison_section(data: Mapping[str, Any]) -> str:
     parts = []
     for cmp in data["comparisons"]:
         rows = []
-        for f in cmp["families"]:
+        pooled = cmp.get("pooled_attacks")
+        for f in [*cmp["families"], *([pooled] if pooled else [])]:
             diff = "n/a" if f["diff"] is None else f"{100 * f['diff']:+.1f}%"
             rows.append(
                 [
-                    _e(f["family"]),
+                    "all attack families (pooled)" if f is pooled else _e(f["family"]),
                     _e(f["kind"]),
                     "ASR" if f["metric"] == "asr" else "pass rate",
                     fmt_rate(f["a"]),
@@ -168,7 +169,7 @@ def _comparison_section(data: Mapping[str, Any]) -> str:
                     str(len(f["worse"])),
                     str(len(f["better"])),
                     f"{f['p_value']:.4g}",
-                    f"{f['p_holm']:.4g}",
+                    "(one test)" if f is pooled else f"{f['p_holm']:.4g}",
                 ]
             )
         ra, rb = cmp["refusal_on_harmful"]
@@ -176,7 +177,8 @@ def _comparison_section(data: Mapping[str, Any]) -> str:
         parts.append(
             f"<h3>A <code>{_e(cmp['run_a'])}</code> vs B <code>{_e(cmp['run_b'])}</code></h3>"
             f'<p class="muted">McNemar exact test ({_e(cmp["alternative"])}) on paired '
-            "outcomes, Holm-corrected across families. Worse = pass in A, fail in B.</p>"
+            "outcomes, Holm-corrected across families; the pooled row tests every attack "
+            "case at once. Worse = pass in A, fail in B.</p>"
             + _table(
                 [
                     "family",

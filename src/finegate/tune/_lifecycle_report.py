@@ -16,7 +16,7 @@ def family_rows(store: Store, runs: dict[str, str]) -> list[dict[str, Any]]:
     """Per family: base/A/B rates and each variant's paired comparison with the base.
 
     p-values are one-sided (is the variant worse?) McNemar exact tests, Holm-corrected across
-    the families, as the default gate policy computes them.
+    the families; the last row (``all-attacks``) pools every attack family's pairs.
     """
     from finegate.evals.compare import compare_runs
 
@@ -24,7 +24,8 @@ def family_rows(store: Store, runs: dict[str, str]) -> list[dict[str, Any]]:
         lb: compare_runs(store, runs["base"], runs[lb], alternative="greater") for lb in ("A", "B")
     }
     rows: list[dict[str, Any]] = []
-    for fam in cmp["A"].families:
+    pooled = [cmp["A"].pooled_attacks] if cmp["A"].pooled_attacks is not None else []
+    for fam in [*cmp["A"].families, *pooled]:
         fb = cmp["B"].family(fam.family)
         row: dict[str, Any] = {
             "family": fam.family,
@@ -41,6 +42,7 @@ def family_rows(store: Store, runs: dict[str, str]) -> list[dict[str, Any]]:
             row[f"{lb}_p_holm"] = fc.p_holm
             row[f"{lb}_worse"] = len(fc.worse)
             row[f"{lb}_better"] = len(fc.better)
+            # The pooled test is one pre-specified hypothesis: its raw p is its p.
             row[f"{lb}_worse_significant"] = bool(fc.worse) and fc.p_holm < 0.05
         rows.append(row)
     return rows
@@ -112,7 +114,18 @@ def _lifecycle_html(
     parts.append("</table><h3>Gate (default policy, versus the base)</h3><ul>")
     for lb, d in decisions.items():
         verdict = "SHIP" if d["passed"] else "DO NOT SHIP"
-        why = "" if d["passed"] else " — failed: " + ", ".join(d["failed"])
+        new = d.get("new_failures") or []
+        why = (
+            ""
+            if d["passed"]
+            else " — failed: "
+            + ", ".join(d["failed"])
+            + (
+                f"; not failed by the base: {', '.join(new)}"
+                if new
+                else "; all failed by the base too"
+            )
+        )
         parts.append(f"<li>variant {lb}: <b>{verdict}</b>{e(why)}</li>")
     parts.append("</ul>")
     reg = ", ".join(result.registered) or "nothing"

@@ -310,16 +310,36 @@ class _Lifecycle:
             f"{s.refusal_on_harmful.format() if s.refusal_on_harmful else '-'}"
         ), {"run_id": run.run_id}
 
-    def gate(self, label: str, run_id: str, base_run: str) -> tuple[str, dict[str, Any]]:
+    def gate(
+        self, label: str, run_id: str, base_run: str, base_failed: set[str]
+    ) -> tuple[str, dict[str, Any]]:
+        """Gate a variant against the base; say which failures are its own."""
         from finegate.gate import gate_run
 
         res: GateResult = gate_run(self.store, run_id, baseline_run_id=base_run)
         failed = [f"{r.rule}{'/' + r.family if r.family else ''}" for r in res.failed]
-        return ("SHIP" if res.passed else "DO NOT SHIP: " + ", ".join(failed[:6])), {
+        new = [f for f in failed if f not in base_failed]
+        if res.passed:
+            detail = "SHIP"
+        else:
+            detail = f"DO NOT SHIP: {len(failed)} rules failed, " + (
+                f"{len(new)} of them not failed by the base: {', '.join(new[:6])}"
+                if new
+                else "every one also failed by the base itself (no new failure)"
+            )
+        return detail, {
             "passed": res.passed,
             "failed": failed,
+            "new_failures": new,
             "decision_id": res.decision_id,
         }
+
+    def base_failures(self, run_id: str) -> set[str]:
+        """Rules the base run fails on its own (absolute limits, no baseline; not recorded)."""
+        from finegate.gate import gate_run
+
+        res = gate_run(self.store, run_id, record=False)
+        return {f"{r.rule}{'/' + r.family if r.family else ''}" for r in res.failed}
 
 
 def run_lifecycle(store: Store, opts: DemoOptions, progress: Progress | None = None) -> DemoResult:
@@ -351,14 +371,17 @@ def run_lifecycle(store: Store, opts: DemoOptions, progress: Progress | None = N
         runs[label] = lc.stage(f"eval {label}", partial(lc.evaluate, label, uris[label]))["run_id"]
     gates: dict[str, bool] = {}
     decisions: dict[str, dict[str, Any]] = {}
+    base_failed = lc.base_failures(runs["base"])
     for label in ("A", "B"):
         decisions[label] = lc.stage(
-            f"gate {label}", partial(lc.gate, label, runs[label], runs["base"])
+            f"gate {label}", partial(lc.gate, label, runs[label], runs["base"], base_failed)
         )
         gates[label] = bool(decisions[label]["passed"])
-    registered = lc.stage("register", lambda: _register(lc, uris, runs, gates, training))["refs"]
+    registered = lc.stage("register", lambda: _register(lc, uris, runs, decisions, training))[
+        "refs"
+    ]
     rows = family_rows(store, runs)
-    _judge(lc, rows, gates, quick)
+    _judge(lc, rows, decisions, quick)
     out = lc.home / "lifecycle-report.html"
     result = DemoResult(
         stages=lc.stages,
@@ -431,14 +454,23 @@ def _register(
     lc: _Lifecycle,
     uris: dict[str, str],
     runs: dict[str, str],
-    gates: dict[str, bool],
+    decisions: dict[str, dict[str, Any]],
     training: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
+    """Register each variant that passed its gate, or that fails only what its base fails.
+
+    The second case is the weakly aligned embedded base: no model of it can pass the default
+    policy, and a variant that adds no failure is the one a team would take forward. It is
+    registered as a ``candidate`` only; promotion still needs a passing gate (or a recorded
+    admin override).
+    """
     from finegate.registry import register_model
 
     refs: list[str] = []
+    why: list[str] = []
     for label in ("A", "B"):
-        if not gates[label]:
+        d = decisions[label]
+        if not d["passed"] and d["new_failures"]:
             continue
         t = training.get(label)
         if t is None:  # quick mode: nothing was trained, nothing new to register
@@ -453,35 +485,53 @@ def _register(
             training_run_id=t["run_id"],
             dataset_version_ids=[str(lc.data_info["clean_version"])],
             intended_use="Northwind Home customer support assistant (demo)",
-            meta={"variant": label},
+            meta={"variant": label, "gate_passed": d["passed"], "gate_decision": d["decision_id"]},
         )
         refs.append(v.ref)
+        why.append(
+            f"{v.ref} (variant {label}: "
+            + ("passed its gate)" if d["passed"] else "fails only rules its base fails too)")
+        )
     if not refs:
-        return "nothing registered (no trained variant passed its gate)", {"refs": refs}
-    return f"registered {', '.join(refs)} (candidate stage)", {"refs": refs}
+        return "nothing registered (every variant added failures of its own)", {"refs": refs}
+    return f"registered {', '.join(why)}, stage candidate", {"refs": refs}
 
 
-def _judge(lc: _Lifecycle, rows: list[dict[str, Any]], gates: dict[str, bool], quick: bool) -> None:
-    """Say plainly whether the numbers show what the demo is meant to show."""
-    sig_b = [r["family"] for r in rows if r["kind"] == "attack" and r["B_worse_significant"]]
-    sig_a = [r["family"] for r in rows if r["kind"] == "attack" and r["A_worse_significant"]]
-    shown = not gates["B"] and not sig_a and gates["A"]
+def _judge(
+    lc: _Lifecycle, rows: list[dict[str, Any]], decisions: dict[str, dict[str, Any]], quick: bool
+) -> None:
+    """Say plainly whether the numbers show what the demo is meant to show.
+
+    It shows when the gate stops B for failures of B's own (a significant paired regression,
+    or absolute limits the base meets) while A adds no failure and no significant regression.
+    """
     if quick:
         return
-    if shown:
+    sig = {
+        lb: [
+            r["family"] for r in rows if r["kind"] == "attack" and r.get(f"{lb}_worse_significant")
+        ]
+        for lb in ("A", "B")
+    }
+    new = {lb: list(decisions[lb]["new_failures"]) for lb in ("A", "B")}
+    b_stopped = not decisions["B"]["passed"] and bool(new["B"])
+    a_clean = not new["A"] and not sig["A"]
+    if b_stopped and a_clean:
         lc.notes.append(
-            "The mechanism shows: the gate stopped variant B"
-            + (
-                f" (significant ASR increase in {', '.join(sig_b)})"
-                if sig_b
-                else " (on absolute limits; no family's paired increase was significant)"
-            )
-            + " and variant A passed with no significant regression."
-        )
+            "The mechanism shows: the gate stopped variant B for failures of its own ("
+            + ", ".join(new["B"][:8])
+            + (f"; significant paired ASR increase in {', '.join(sig['B'])}" if sig["B"] else "")
+            + "), while variant A added no failure to its base's and no significant regression."
+            + ("" if decisions["A"]["passed"] else
+               " A still fails the rules the base itself fails: the weakly aligned base is not "
+               "shippable under the default policy, so A is registered as a candidate only.")
+        )  # fmt: skip
     else:
         lc.notes.append(
             "The mechanism did NOT show as intended on this run: "
-            f"gate A {'passed' if gates['A'] else 'failed'}, gate B "
-            f"{'passed' if gates['B'] else 'failed'}, significant regressions in A: "
-            f"{', '.join(sig_a) or 'none'}, in B: {', '.join(sig_b) or 'none'}."
+            f"gate A {'passed' if decisions['A']['passed'] else 'failed'} with new failures "
+            f"{', '.join(new['A']) or 'none'}; gate B "
+            f"{'passed' if decisions['B']['passed'] else 'failed'} with new failures "
+            f"{', '.join(new['B']) or 'none'}; significant regressions in A: "
+            f"{', '.join(sig['A']) or 'none'}, in B: {', '.join(sig['B']) or 'none'}."
         )
