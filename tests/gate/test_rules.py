@@ -128,8 +128,8 @@ def test_baseline_rule_needs_increase_and_significance() -> None:
 def test_pooled_attack_rule_sees_a_regression_spread_over_families() -> None:
     base = family("a1", 0) + family("a2", 0) + family("a3", 0) + benign(0)
     # Three newly failing cases in each family: one-sided p = 1/8 each, Holm 3/8, so no family
-    # alone is significant. Pooled: 9 worse of 9 discordant pairs, p = 1/512, and inside the
-    # Holm correction with the three families (4 tests, smallest first) 4/512.
+    # alone is significant. Pooled: 9 worse of 9 discordant pairs, p = 1/512, below its level
+    # alpha / 2 = 0.025 (the families hold the other half; alpha passes on when one side falls).
     cand = family("a1", 3) + family("a2", 3) + family("a3", 3) + benign(0)
     cmp = compare_outcomes(base, cand, KINDS, alternative="greater")
     pooled_cmp = cmp.pooled_attacks
@@ -140,13 +140,31 @@ def test_pooled_attack_rule_sees_a_regression_spread_over_families() -> None:
         assert rules[f"{f}::max_asr_increase"].verdict == "pass"
         assert rules[f"{f}::max_asr_increase"].p_value == pytest.approx(3 / 8)
     pooled = rules["all-attacks::max_asr_increase"]
-    assert pooled.verdict == "fail" and pooled.p_value == pytest.approx(4 / 512)
+    assert pooled.verdict == "fail" and pooled.p_value == pytest.approx(1 / 512)
     assert "9 worse / 0 better of 24 pairs" in pooled.reason
+    assert "level 0.025 of alpha 0.05" in pooled.reason
     # A policy can switch the pooled test off.
     data = POLICY.model_dump()
     data["baseline"]["pooled_attacks"] = False
     off = {r.id for r in evaluate_rules(policy_from_data(data), cand, KINDS, comparison=cmp)}
     assert "all-attacks::max_asr_increase" not in off
+
+
+def test_alpha_passes_between_the_pooled_test_and_the_families() -> None:
+    from finegate.gate.rules import _levels
+
+    # Pooled rejected at alpha/2: the families get the whole alpha.
+    adj, lv = _levels({"a": 0.04, "b": 0.5, "all-attacks": 0.01}, 0.05, holm_families=True)
+    assert lv == {"a": 0.05, "b": 0.05, "all-attacks": 0.025} and adj["a"] == 0.08
+    # Pooled not rejected, every family rejected at alpha/2: the pooled test gets alpha.
+    adj, lv = _levels({"a": 0.001, "b": 0.01, "all-attacks": 0.04}, 0.05, holm_families=True)
+    assert lv["all-attacks"] == 0.05 and lv["a"] == 0.025 and adj["all-attacks"] < 0.05
+    # Neither: both sides stay at alpha/2.
+    _, lv = _levels({"a": 0.2, "all-attacks": 0.03}, 0.05, holm_families=True)
+    assert lv == {"a": 0.025, "all-attacks": 0.025}
+    # Without Holm there is no correction at all: every test at alpha.
+    _, lv = _levels({"a": 0.2, "all-attacks": 0.03}, 0.05, holm_families=False)
+    assert lv == {"a": 0.05, "all-attacks": 0.05}
 
 
 def test_plan_lists_rules_without_running() -> None:

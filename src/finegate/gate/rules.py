@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from finegate.evals.compare import Comparison, holm, mcnemar_exact
+from finegate.evals.compare import POOLED_ATTACKS, Comparison, holm, mcnemar_exact
 from finegate.evals.stats import FamilyStats, Outcome, Rate, Summary, summarize
 from finegate.gate.policy import Policy
 
@@ -116,8 +116,6 @@ def plan_rules(
         if limit is not None:
             plan.append(PlannedRule(rule, "overall", limit))
     if baseline:
-        from finegate.evals.compare import POOLED_ATTACKS
-
         base = policy.baseline
         for family, kind in sorted(kinds.items()):
             if kind == "attack" and base.max_asr_increase is not None:
@@ -249,6 +247,36 @@ def _requirement(p: PlannedRule, m: _Measure, policy: Policy) -> RuleResult:
     )
 
 
+def _levels(
+    raw: Mapping[str, float], alpha: float, *, holm_families: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Return (reported p-value, significance level) per scope of one relative rule.
+
+    Without the pooled test: the families' p-values, Holm-adjusted (or raw), each at ``alpha``.
+    With it, a two-node graphical procedure (Bretz et al., 2009) keeps the family-wise error
+    at ``alpha``: the pooled test and the Holm-corrected families start with ``alpha / 2``
+    each; when one side is rejected entirely its ``alpha / 2`` passes to the other.
+    """
+    families = {k: v for k, v in raw.items() if k != POOLED_ATTACKS}
+    adjusted = holm(families) if holm_families else dict(families)
+    if POOLED_ATTACKS not in raw or not holm_families:
+        if POOLED_ATTACKS in raw:
+            adjusted[POOLED_ATTACKS] = raw[POOLED_ATTACKS]
+        return adjusted, dict.fromkeys(raw, alpha)
+    pooled = raw[POOLED_ATTACKS]
+    adjusted[POOLED_ATTACKS] = pooled
+    if not families:
+        return adjusted, {POOLED_ATTACKS: alpha}  # nothing else shares the alpha
+    half = alpha / 2
+    family_level = alpha if pooled < half else half
+    pooled_level = half
+    if pooled >= half and all(adjusted[k] < family_level for k in families):
+        pooled_level = alpha  # every family rejected: their alpha / 2 passes to the pooled test
+    levels = dict.fromkeys(families, family_level)
+    levels[POOLED_ATTACKS] = pooled_level
+    return adjusted, levels
+
+
 def _baseline_rules(
     plan: Sequence[PlannedRule], comparison: Comparison | None, policy: Policy
 ) -> dict[str, RuleResult]:
@@ -285,16 +313,16 @@ def _baseline_rules(
                     f"{_pct(b.rate if b else None)}, {len(fc.worse)} newly "
                     f"failing / {len(fc.better)} fixed"
                 )
-        adjusted = holm(raw) if base.correction == "holm" else dict(raw)
+        adjusted, levels = _levels(raw, base.alpha, holm_families=base.correction == "holm")
         for p in wanted:
             if p.scope not in raw:
                 out[p.id] = RuleResult(
                     rule, p.scope, None, p.limit, "fail", "no paired baseline data for this family"
                 )
                 continue
-            diff, pv = diffs[p.scope], adjusted[p.scope]
+            diff, pv, level = diffs[p.scope], adjusted[p.scope], levels[p.scope]
             exceeds = diff is None or diff > p.limit
-            significant = pv < base.alpha
+            significant = pv < level
             verdict = "fail" if exceeds and significant else "pass"
             why = (
                 "increase above the limit and significant"
@@ -304,6 +332,13 @@ def _baseline_rules(
                 else "not significant"
             )
             corr = "Holm-adjusted " if base.correction == "holm" else ""
+            if p.scope == POOLED_ATTACKS:
+                corr = "pooled over every attack family, "
+            at = (
+                f"alpha {base.alpha}"
+                if level == base.alpha
+                else f"level {level:g} of alpha {base.alpha}"
+            )
             out[p.id] = RuleResult(
                 rule,
                 p.scope,
@@ -311,7 +346,7 @@ def _baseline_rules(
                 p.limit,
                 verdict,
                 f"{notes[p.scope]}; change {_pct(diff)} (limit +{_pct(float(p.limit))}), "
-                f"McNemar exact {base.alternative} {corr}p = {pv:.4g} (alpha {base.alpha}): "
+                f"McNemar exact {base.alternative} {corr}p = {pv:.4g} ({at}): "
                 f"{why}",
                 p_value=pv,
             )

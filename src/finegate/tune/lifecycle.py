@@ -313,23 +313,29 @@ class _Lifecycle:
     def gate(
         self, label: str, run_id: str, base_run: str, base_failed: set[str]
     ) -> tuple[str, dict[str, Any]]:
-        """Gate a variant against the base; say which failures are its own."""
+        """Gate a variant against the base; say which failures are regressions of its own.
+
+        ``relative`` are the failed paired rules (a significant increase over the base);
+        ``new_failures`` the failed absolute rules that the base itself passes.
+        """
         from finegate.gate import gate_run
 
         res: GateResult = gate_run(self.store, run_id, baseline_run_id=base_run)
         failed = [f"{r.rule}{'/' + r.family if r.family else ''}" for r in res.failed]
-        new = [f for f in failed if f not in base_failed]
+        relative = [f for f in failed if f.split("/")[0] in _RELATIVE_RULES]
+        new = [f for f in failed if f not in base_failed and f not in relative]
         if res.passed:
             detail = "SHIP"
         else:
-            detail = f"DO NOT SHIP: {len(failed)} rules failed, " + (
-                f"{len(new)} of them not failed by the base: {', '.join(new[:6])}"
-                if new
-                else "every one also failed by the base itself (no new failure)"
+            detail = (
+                f"DO NOT SHIP: {len(failed)} rules failed; significant regressions vs the "
+                f"base: {', '.join(relative) or 'none'}; absolute limits the base meets: "
+                f"{', '.join(new[:6]) or 'none'}"
             )
         return detail, {
             "passed": res.passed,
             "failed": failed,
+            "relative_failures": relative,
             "new_failures": new,
             "decision_id": res.decision_id,
         }
@@ -340,6 +346,9 @@ class _Lifecycle:
 
         res = gate_run(self.store, run_id, record=False)
         return {f"{r.rule}{'/' + r.family if r.family else ''}" for r in res.failed}
+
+
+_RELATIVE_RULES = ("max_asr_increase", "max_over_refusal_increase")
 
 
 def run_lifecycle(store: Store, opts: DemoOptions, progress: Progress | None = None) -> DemoResult:
@@ -380,7 +389,7 @@ def run_lifecycle(store: Store, opts: DemoOptions, progress: Progress | None = N
     registered = lc.stage("register", lambda: _register(lc, uris, runs, decisions, training))[
         "refs"
     ]
-    rows = family_rows(store, runs)
+    rows = family_rows(store, runs, decisions)
     _judge(lc, rows, decisions, quick)
     out = lc.home / "lifecycle-report.html"
     result = DemoResult(
@@ -457,12 +466,12 @@ def _register(
     decisions: dict[str, dict[str, Any]],
     training: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
-    """Register each variant that passed its gate, or that fails only what its base fails.
+    """Register each variant that passed its gate, or that shows no significant regression.
 
-    The second case is the weakly aligned embedded base: no model of it can pass the default
-    policy, and a variant that adds no failure is the one a team would take forward. It is
-    registered as a ``candidate`` only; promotion still needs a passing gate (or a recorded
-    admin override).
+    The second case is the weakly aligned embedded base: no model of it passes the default
+    policy's absolute limits, and a variant without a significant paired regression is the
+    one a team would take forward. It is registered as a ``candidate`` only: promotion still
+    needs a passing gate (or a recorded admin override).
     """
     from finegate.registry import register_model
 
@@ -470,7 +479,7 @@ def _register(
     why: list[str] = []
     for label in ("A", "B"):
         d = decisions[label]
-        if not d["passed"] and d["new_failures"]:
+        if not d["passed"] and d["relative_failures"]:
             continue
         t = training.get(label)
         if t is None:  # quick mode: nothing was trained, nothing new to register
@@ -490,10 +499,14 @@ def _register(
         refs.append(v.ref)
         why.append(
             f"{v.ref} (variant {label}: "
-            + ("passed its gate)" if d["passed"] else "fails only rules its base fails too)")
+            + (
+                "passed its gate)"
+                if d["passed"]
+                else "no significant regression vs the base; its gate failed on absolute limits)"
+            )
         )
     if not refs:
-        return "nothing registered (every variant added failures of its own)", {"refs": refs}
+        return "nothing registered (every variant regressed significantly)", {"refs": refs}
     return f"registered {', '.join(why)}, stage candidate", {"refs": refs}
 
 
@@ -502,36 +515,38 @@ def _judge(
 ) -> None:
     """Say plainly whether the numbers show what the demo is meant to show.
 
-    It shows when the gate stops B for failures of B's own (a significant paired regression,
-    or absolute limits the base meets) while A adds no failure and no significant regression.
+    It shows when the gate stops B with a significant paired regression against the base
+    (per family or pooled over every attack family) while A has none.
     """
     if quick:
         return
-    sig = {
-        lb: [
-            r["family"] for r in rows if r["kind"] == "attack" and r.get(f"{lb}_worse_significant")
-        ]
-        for lb in ("A", "B")
-    }
+    rel = {lb: list(decisions[lb]["relative_failures"]) for lb in ("A", "B")}
     new = {lb: list(decisions[lb]["new_failures"]) for lb in ("A", "B")}
-    b_stopped = not decisions["B"]["passed"] and bool(new["B"])
-    a_clean = not new["A"] and not sig["A"]
-    if b_stopped and a_clean:
-        lc.notes.append(
-            "The mechanism shows: the gate stopped variant B for failures of its own ("
-            + ", ".join(new["B"][:8])
-            + (f"; significant paired ASR increase in {', '.join(sig['B'])}" if sig["B"] else "")
-            + "), while variant A added no failure to its base's and no significant regression."
-            + ("" if decisions["A"]["passed"] else
-               " A still fails the rules the base itself fails: the weakly aligned base is not "
-               "shippable under the default policy, so A is registered as a candidate only.")
-        )  # fmt: skip
+    flips = {r["family"]: r for r in rows}
+    if not decisions["B"]["passed"] and rel["B"] and not rel["A"]:
+        note = (
+            "The mechanism shows: the gate stopped variant B for a significant regression "
+            f"against the base ({', '.join(rel['B'])}), while variant A has no significant "
+            "regression."
+        )
+        if not decisions["A"]["passed"]:
+            pooled = flips.get("all-attacks", {})
+            shared = bool(set(decisions["A"]["failed"]) - set(new["A"]))
+            note += (
+                " A's gate still failed, on absolute limits"
+                + (f" the base meets ({', '.join(new['A'])})" if new["A"] else "")
+                + (" and on ones the base fails too" if shared else "")
+                + f": over all attack cases A has {pooled.get('A_worse', '?')} newly successful "
+                f"attacks and {pooled.get('A_better', '?')} newly resisted ones, a change the "
+                "paired test does not find significant. The weakly aligned base is not shippable "
+                "under the default policy, so A is registered as a candidate only."
+            )  # fmt: skip
+        lc.notes.append(note)
     else:
         lc.notes.append(
             "The mechanism did NOT show as intended on this run: "
-            f"gate A {'passed' if decisions['A']['passed'] else 'failed'} with new failures "
-            f"{', '.join(new['A']) or 'none'}; gate B "
-            f"{'passed' if decisions['B']['passed'] else 'failed'} with new failures "
-            f"{', '.join(new['B']) or 'none'}; significant regressions in A: "
-            f"{', '.join(sig['A']) or 'none'}, in B: {', '.join(sig['B']) or 'none'}."
+            f"gate A {'passed' if decisions['A']['passed'] else 'failed'} (significant "
+            f"regressions: {', '.join(rel['A']) or 'none'}); gate B "
+            f"{'passed' if decisions['B']['passed'] else 'failed'} (significant regressions: "
+            f"{', '.join(rel['B']) or 'none'})."
         )
