@@ -12,8 +12,9 @@ Quick use::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from finegate._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from finegate.evals.importers import IMPORT_FORMATS, import_suite
@@ -115,12 +116,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy re-exports: importing finegate.evals (or a scorer module, which the plugin
-    # registry does on every CLI start) must not import pydantic models, scipy or the store.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finegate.evals' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from finegate._lazy import lazy_getattr
 from finegate.gate.decisions import (
     GateDecisionRecord,
     get_gate_decision,
@@ -79,11 +79,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy: policies import pydantic, rules import scipy-backed statistics.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finegate.gate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -16,8 +16,9 @@ Strategies are ``redteam-strategy`` plugins (see :mod:`finegate.redteam.mutators
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from finegate._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from finegate.redteam.attacker import (
@@ -89,11 +90,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy re-exports keep `import finegate.redteam` (and the CLI's start) light.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finegate.redteam' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -14,8 +14,9 @@ torch, transformers and peft are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from finegate._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from finegate.tune._data import Canary, load_anchor_set, make_canaries
@@ -88,8 +89,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finegate.tune' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
