@@ -243,3 +243,30 @@ def test_export_gives_a_suite_and_refusal_training_records(tmp_path: Path) -> No
 
         plain = run_eval_sync(load_backend("mock:refuse"), _seeds(), config=EvalConfig())
         export_attacks(store, plain.run_id)
+
+
+async def test_batches_in_flight_keep_their_order() -> None:
+    import asyncio
+
+    from finegate.models import ChatRequest, ChatResponse
+    from finegate.redteam._probe import generate_in_batches
+
+    class Counting:
+        """Echoes each prompt after yielding; records how many calls overlap."""
+
+        def __init__(self) -> None:
+            self.live = 0
+            self.peak = 0
+
+        async def generate(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+            self.live += 1
+            self.peak = max(self.peak, self.live)
+            await asyncio.sleep(0.01)
+            self.live -= 1
+            return [ChatResponse(r.messages[-1].content) for r in requests]
+
+    backend = Counting()
+    requests = [ChatRequest.from_prompt(f"prompt {i}") for i in range(8)]
+    answers = await generate_in_batches(backend, requests, batch_size=2, concurrency=3)  # type: ignore[arg-type]
+    assert [a.text for a in answers] == [f"prompt {i}" for i in range(8)]
+    assert backend.peak == 3  # four batches, at most three in flight

@@ -48,17 +48,35 @@ class Judged:
 
 
 async def generate_in_batches(
-    backend: ModelBackend, requests: Sequence[ChatRequest], batch_size: int
+    backend: ModelBackend,
+    requests: Sequence[ChatRequest],
+    batch_size: int,
+    concurrency: int = 1,
 ) -> list[ChatResponse]:
-    """Send requests in batches of ``batch_size``; return the answers in order."""
-    out: list[ChatResponse] = []
-    for start in range(0, len(requests), batch_size):
-        out.extend(await backend.generate(list(requests[start : start + batch_size])))
-    return out
+    """Send requests in batches of ``batch_size``, ``concurrency`` batches in flight.
+
+    A local backend answers one batch at a time anyway; an HTTP backend (batch size 1) gets
+    ``concurrency`` requests in flight, as the eval runner gives it.
+    """
+    import asyncio
+
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(chunk: list[ChatRequest]) -> list[ChatResponse]:
+        async with gate:
+            return await backend.generate(chunk)
+
+    chunks = [list(requests[i : i + batch_size]) for i in range(0, len(requests), batch_size)]
+    answers = await asyncio.gather(*(one(c) for c in chunks))
+    return [a for chunk in answers for a in chunk]
 
 
 async def probe(
-    target: ModelBackend, cases: Sequence[Case], params: GenerationParams, batch_size: int
+    target: ModelBackend,
+    cases: Sequence[Case],
+    params: GenerationParams,
+    batch_size: int,
+    concurrency: int = 1,
 ) -> list[CaseOutput]:
     """Play every case against the target (all model turns), batching across cases."""
     convs = [Conversation(c, params) for c in cases]
@@ -72,7 +90,9 @@ async def probe(
         ]
         if not pending:
             break
-        answers = await generate_in_batches(target, [r for _, r in pending], batch_size)
+        answers = await generate_in_batches(
+            target, [r for _, r in pending], batch_size, concurrency
+        )
         for (i, _), answer in zip(pending, answers, strict=True):
             responses[i].append(answer)
             if answer.error:

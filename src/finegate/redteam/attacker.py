@@ -135,6 +135,7 @@ class AttackLoop:
         params: The target's decoding settings (the eval run's, so the run replays).
         attacker_params: The attacker's decoding settings.
         batch_size: Requests per batch.
+        concurrency: Batches in flight (HTTP backends).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class AttackLoop:
         params: GenerationParams,
         attacker_params: GenerationParams,
         batch_size: int,
+        concurrency: int = 1,
     ) -> None:
         self.target = target
         self.attacker = attacker
@@ -153,19 +155,22 @@ class AttackLoop:
         self.params = params
         self.attacker_params = attacker_params
         self.batch_size = batch_size
+        self.concurrency = concurrency
         self.detector = RefusalDetector()
 
     async def _propose(self, prompts: Sequence[str]) -> list[str]:
         if self.attacker is None or not prompts:
             return ["" for _ in prompts]
         requests = [ChatRequest.from_prompt(p, params=self.attacker_params) for p in prompts]
-        answers = await generate_in_batches(self.attacker, requests, self.batch_size)
+        answers = await generate_in_batches(
+            self.attacker, requests, self.batch_size, self.concurrency
+        )
         return [clean_model_rewrite(a.text) if not a.error else "" for a in answers]
 
     async def _probe_step(
         self, attacks: Sequence[Attack], cases: Sequence[Case], *, require_goal: bool
     ) -> None:
-        outputs = await probe(self.target, cases, self.params, self.batch_size)
+        outputs = await probe(self.target, cases, self.params, self.batch_size, self.concurrency)
         judged = await judge_outputs(cases, outputs, self.judge)
         for attack, case, output, verdict in zip(attacks, cases, outputs, judged, strict=True):
             attack.cases.append(case)

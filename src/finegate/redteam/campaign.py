@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from finegate.errors import ConfigError
 from finegate.evals.runner import EvalConfig, EvalRun, family_kinds, run_eval
 from finegate.evals.schema import Case, Suite
+from finegate.evals.scoring import CaseOutput
 from finegate.models.types import ChatRequest, GenerationParams, ModelBackend
 from finegate.redteam._probe import (
     Judged,
@@ -219,6 +220,10 @@ class _Campaign:
         self.generated.append(case)
         self.origin[case.id] = (seed.id, strategy, tuple(sources))
 
+    async def probe_cases(self, cases: Sequence[Case]) -> list[CaseOutput]:
+        ev = self.config.eval
+        return await probe(self.target, cases, self.params, ev.batch_size, ev.concurrency)
+
     def _variant(self, seed: Case, strategy: str, text: str) -> Case:
         return with_turns(
             seed,
@@ -233,7 +238,7 @@ class _Campaign:
     ) -> None:
         """Probe one single-turn variant per seed; add the seeds it broke to ``broken``."""
         cases = [self._variant(s, strategy, t) for s, t in zip(seeds, texts, strict=True)]
-        outputs = await probe(self.target, cases, self.params, self.config.eval.batch_size)
+        outputs = await self.probe_cases(cases)
         judged = await judge_outputs(cases, outputs, self.judge)
         for seed, case, verdict in zip(seeds, cases, judged, strict=True):
             self._keep(case, seed, strategy)
@@ -250,7 +255,8 @@ class _Campaign:
             )
             for s in seeds
         ]
-        answers = await generate_in_batches(helper, requests, self.config.eval.batch_size)
+        ev = self.config.eval
+        answers = await generate_in_batches(helper, requests, ev.batch_size, ev.concurrency)
         out = []
         for seed, answer in zip(seeds, answers, strict=True):
             text = clean_model_rewrite(answer.text) if not answer.error else ""
@@ -278,6 +284,7 @@ class _Campaign:
             params=self.params,
             attacker_params=self.config.attacker_params,
             batch_size=self.config.eval.batch_size,
+            concurrency=self.config.eval.concurrency,
         )
         for name in self.config.strategies:
             if self.left <= 0:
@@ -384,7 +391,7 @@ async def run_redteam(
     before = [(b.hits, b.misses) for b in counters]
 
     campaign = _Campaign(rec_target, rec_helper, judge, config, progress)
-    outputs = await probe(rec_target, seed_cases, campaign.params, config.eval.batch_size)
+    outputs = await campaign.probe_cases(seed_cases)
     seed_judged: list[Judged] = await judge_outputs(seed_cases, outputs, judge)
     if progress:
         progress("seeds", 0, config.budget)
