@@ -311,7 +311,7 @@ class _Campaign:
                     on_turn=lambda n: self._tick("crescendo", n),
                 )
                 broken |= self._keep_attacks(attacks)
-            else:
+            elif name == "pair":
                 attacks = await loop.pair(
                     standing,
                     [seed_replies.get(s.id, "") for s in standing],
@@ -320,6 +320,9 @@ class _Campaign:
                     on_turn=lambda n: self._tick("pair", n),
                 )
                 broken |= self._keep_attacks(attacks)
+
+
+_RUNNABLE = ("paraphrase", "crescendo", "pair")
 
 
 def _check(config: RedteamConfig) -> None:
@@ -332,7 +335,13 @@ def _check(config: RedteamConfig) -> None:
     if len(set(config.strategies)) != len(config.strategies):
         raise ConfigError("a strategy is named twice")
     for name in config.strategies:
-        get_strategy(name)  # raises with the known names
+        strategy = get_strategy(name)  # raises with the known names
+        # Text strategies bring their own mutate; the other kinds need a loop in this module.
+        if strategy.kind != "text" and name not in _RUNNABLE:
+            raise ConfigError(
+                f"strategy {name!r} is a {strategy.kind} strategy the campaign cannot run",
+                hint=f"{strategy.kind} strategies run here: {', '.join(_RUNNABLE)}",
+            )
 
 
 async def run_redteam(

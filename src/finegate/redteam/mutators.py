@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import codecs
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -263,8 +262,3 @@ def get_strategy(name: str) -> Strategy:
     strategy = lookup("redteam-strategy", name)
     assert isinstance(strategy, Strategy)
     return strategy
-
-
-def variant_digest(text: str) -> str:
-    """Return a short stable digest of an attack text (used to name generated cases)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
