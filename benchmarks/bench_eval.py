@@ -203,7 +203,9 @@ def main() -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="run only N cases (round-robin over families)"
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="local batch size")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="local batch size (the eval default)"
+    )
     parser.add_argument("--max-tokens", type=int, default=128, help="new tokens per reply")
     parser.add_argument("--skip-http", action="store_true", help="skip the serve-model run")
     parser.add_argument("--skip-sequential", action="store_true", help="skip the one-at-a-time run")

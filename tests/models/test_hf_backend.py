@@ -197,33 +197,102 @@ def test_batched_equals_one_at_a_time(backend: HFBackend, batch_of_three: list[A
     assert [r.prompt_tokens for r in single] == [r.prompt_tokens for r in batch_of_three]
 
 
-def test_batches_are_split_and_never_overlap(fg_home: Path) -> None:
-    small = HFBackend("embedded", BackendOptions(batch_size=2))
-    calls: list[int] = []
+def _count_forwards(backend: HFBackend) -> list[int]:
+    """Record the batch size of every forward pass; fail if two ever overlap."""
+    sizes: list[int] = []
     in_flight = [0]
-    real_generate = small.model.generate
+    real_forward = backend.model.forward
 
-    def counting_generate(**kw: Any) -> Any:
+    def counting_forward(*args: Any, **kw: Any) -> Any:
         in_flight[0] += 1
-        assert in_flight[0] == 1, "two generations ran at once on one model"
-        calls.append(int(kw["input_ids"].shape[0]))
+        assert in_flight[0] == 1, "two forward passes ran at once on one model"
+        sizes.append(int(kw["input_ids"].shape[0]))
         try:
-            return real_generate(**kw)
+            return real_forward(*args, **kw)
         finally:
             in_flight[0] -= 1
 
-    small.model.generate = counting_generate
+    backend.model.forward = counting_forward
+    return sizes
+
+
+def test_batches_never_exceed_the_slots_and_never_overlap(fg_home: Path) -> None:
+    small = HFBackend("embedded", BackendOptions(batch_size=2))
+    sizes = _count_forwards(small)
     reqs = [ask(p, max_tokens=4) for p in [*PROMPTS, "Say yes.", "Name a colour."]]
 
     async def both() -> tuple[list[Any], list[Any]]:
         return await asyncio.gather(small.generate(reqs), small.generate(reqs[:1]))
 
     split, lone = asyncio.run(both())
-    assert sorted(calls) == [1, 1, 2, 2]
-    assert [r.prompt_tokens for r in split][:3] == [
-        r.prompt_tokens for r in generate_sync(small, reqs[:3])
-    ]
+    assert max(sizes) == 2 and min(sizes) >= 1
+    assert all(0 < r.completion_tokens <= 4 for r in split)
+    alone = [generate_sync(small, [r])[0] for r in reqs]
+    assert [r.text for r in split] == [r.text for r in alone]
     assert lone[0].text == split[0].text
+
+
+def test_rows_keep_their_own_max_tokens_in_one_batch(backend: HFBackend) -> None:
+    long_ask = "Write a long essay about the history of Rome."
+    mixed = generate_sync(backend, [ask(long_ask, 3), ask(long_ask, 9), ask(PROMPTS[0], 6)])
+    assert [r.completion_tokens for r in mixed[:2]] == [3, 9]
+    assert [r.finish_reason for r in mixed[:2]] == ["length", "length"]
+    # Greedy: the 3-token answer is the start of the 9-token one, computed in the same batch.
+    assert mixed[1].text.startswith(mixed[0].text)
+    assert mixed[2].text == generate_sync(backend, [ask(PROMPTS[0], 6)])[0].text
+
+
+def test_a_later_request_joins_the_running_batch(fg_home: Path) -> None:
+    engine = HFBackend("embedded", BackendOptions(batch_size=4))
+    sizes = _count_forwards(engine)
+    finished: list[str] = []
+
+    async def call(name: str, req: ChatRequest) -> Any:
+        out = (await engine.generate([req]))[0]
+        finished.append(name)
+        return out
+
+    async def scenario() -> tuple[Any, Any]:
+        long_task = asyncio.create_task(
+            call("long", ask("Write a long essay about the history of Rome.", 40))
+        )
+        while len(sizes) < 3:  # the long row is decoding alone
+            await asyncio.sleep(0.01)
+        short = await call("short", ask(PROMPTS[0], 3))
+        return await long_task, short
+
+    long_answer, short_answer = asyncio.run(scenario())
+    assert finished == ["short", "long"]  # it did not wait for the long row to end
+    assert sizes[0] == 1 and 2 in sizes  # one-row decode steps, then a two-row batch
+    assert long_answer.completion_tokens == 40 and short_answer.completion_tokens == 3
+    alone = generate_sync(engine, [ask("Write a long essay about the history of Rome.", 40)])
+    assert long_answer.text == alone[0].text
+
+
+def test_a_failing_forward_fails_its_callers_and_the_backend_recovers(fg_home: Path) -> None:
+    engine = HFBackend("embedded", BackendOptions(batch_size=4))
+    real_forward = engine.model.forward
+    broken = [True]
+
+    def flaky(*args: Any, **kw: Any) -> Any:
+        if broken[0]:
+            broken[0] = False
+            raise RuntimeError("out of memory (simulated)\nsecond line")
+        return real_forward(*args, **kw)
+
+    engine.model.forward = flaky
+    with pytest.raises(ModelError, match="generation failed: out of memory"):
+        generate_sync(engine, [ask(PROMPTS[0], 4), ask(PROMPTS[1], 4)])
+    again = generate_sync(engine, [ask(PROMPTS[0], 4)])
+    assert again[0].error is None and again[0].completion_tokens > 0
+
+
+def test_closed_backend_refuses_new_requests(fg_home: Path) -> None:
+    engine = HFBackend("embedded", BackendOptions(batch_size=2))
+    assert generate_sync(engine, [ask(PROMPTS[0], 2)])[0].completion_tokens == 2
+    asyncio.run(engine.aclose())
+    with pytest.raises(ModelError, match="closed"):
+        generate_sync(engine, [ask(PROMPTS[0], 2)])
 
 
 def test_max_tokens_gives_length(backend: HFBackend) -> None:

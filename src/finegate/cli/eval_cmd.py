@@ -148,7 +148,10 @@ def eval_command(
         None,
         "--batch-size",
         min=1,
-        help="Requests per batch. Default 16, or 1 for openai: URIs (the server batches).",
+        help=(
+            "Requests per batch. Default 32 for local models (continuous batching keeps the "
+            "batch full), or 1 for openai: URIs (the server batches)."
+        ),
     ),
     max_tokens: int | None = typer.Option(
         None, "--max-tokens", min=1, help="New tokens per reply (default 128)."
@@ -216,7 +219,7 @@ def eval_command(
     seed = seed if seed is not None else int(stored.get("seed", 0))
     remote = split_uri(uri)[0] == "openai"
     concurrency = concurrency or (8 if remote else 4)
-    batch_size = batch_size or (1 if remote else 16)
+    batch_size = batch_size or (1 if remote else 32)
     options = BackendOptions(
         concurrency=concurrency * (batch_size if remote else 1), batch_size=batch_size
     )

@@ -1,8 +1,10 @@
 """The eval runner: cases through a backend in batches, scored, recorded, resumable.
 
 - **Batches and concurrency.** Pending (case, repeat) units are ordered by prompt length;
-  ``concurrency`` workers each take up to ``batch_size`` of them as one batch. A local backend
-  answers a batch in one forward pass per step; an HTTP backend fans it out.
+  ``concurrency`` workers each take up to ``batch_size`` of them as one batch; an HTTP backend
+  fans a batch out. A backend that batches concurrent calls itself (``batch_slots``, the local
+  ``hf:`` one) gets single conversations instead, enough in flight to fill its slots, and its
+  decode loop keeps its batch full as they finish.
 - **Multi-turn.** A conversation that needs another model turn goes back into the queue, so
   the later turns of different cases share batches too (continuous batching).
 - **Recorded and cached.** Every call goes through
@@ -138,6 +140,19 @@ class _Unit:
     conversation: Conversation
     responses: list[ChatResponse] = field(default_factory=list)
     error: str | None = None
+
+
+def _unit_order(unit: _Unit, continuous: bool) -> tuple[int, ...]:
+    """Batches: similar prompt lengths together. Continuous: the most model turns first."""
+    case = unit.case
+    length = (
+        sum(len(m.content or "") for m in case.messages)
+        + len(case.system or "")
+        + sum(len(d.content) for d in case.documents)
+    )
+    if continuous:
+        return (unit.repeat, -unit.conversation.turns, length)
+    return (unit.repeat, case.max_tokens or 0, length)
 
 
 def _result(unit: _Unit, scores: Sequence[Score]) -> CaseResult:
@@ -325,22 +340,23 @@ async def run_eval(
             for case in cases
             if (case.id, r) not in done
         ]
-        units.sort(
-            key=lambda u: (
-                u.repeat,
-                u.case.max_tokens or 0,
-                sum(len(m.content or "") for m in u.case.messages)
-                + len(u.case.system or "")
-                + sum(len(d.content) for d in u.case.documents),
-            )
-        )
+        slots = recording.batch_slots
+        continuous = slots > 0
+        units.sort(key=lambda u: _unit_order(u, continuous))
         total = len(suite.cases) * config.repeat
         finished = total - len(units)
         if progress:
             progress(finished, total, None)
-        # Continuous batching: workers take up to batch_size ready conversations; one that
-        # needs another model turn goes back to the queue, so later turns of multi-turn
-        # cases share batches too. A finished case is scored and written at once.
+        # Workers take up to batch_size ready conversations; one that needs another model turn
+        # goes back to the queue, so later turns of multi-turn cases share batches too. A
+        # finished case is scored and written at once. A backend that batches concurrent calls
+        # itself gets one conversation per call from its slots and a quarter more workers (a
+        # few queued so freed slots refill at once), and a next turn goes to the front of the
+        # queue: the turns of a long conversation are the run's critical path.
+        take, workers = config.batch_size, config.concurrency
+        if continuous:
+            in_flight = config.batch_size * config.concurrency
+            take, workers = 1, min(in_flight, slots + max(1, slots // 4))
         ready = list(units)
         open_units = len(units)
         wake = asyncio.Condition()
@@ -355,14 +371,18 @@ async def run_eval(
                     await wake.wait_for(can_go)
                     if not ready:
                         return
-                    batch = ready[: config.batch_size]
-                    del ready[: config.batch_size]
+                    batch = ready[:take]
+                    del ready[:take]
                 over = await _step(recording, batch)
                 results = await _score_batch(over, config.judge) if over else []
                 write_results(store, rid, results)
                 async with wake:
                     gone = {id(u) for u in over}
-                    ready.extend(u for u in batch if id(u) not in gone)
+                    again = [u for u in batch if id(u) not in gone]
+                    if continuous:
+                        ready[:0] = again
+                    else:
+                        ready.extend(again)
                     open_units -= len(over)
                     wake.notify_all()
                 for result in results:
@@ -370,7 +390,7 @@ async def run_eval(
                     if progress:
                         progress(finished, total, result)
 
-        await asyncio.gather(*(worker() for _ in range(config.concurrency)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
     except BaseException:
         store.finish_run(rid, status="interrupted")
         raise

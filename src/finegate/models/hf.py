@@ -1,11 +1,13 @@
 """``hf:`` — local transformers models: ``hf:embedded``, ``hf:PATH``, ``...+adapter:PATH``.
 
-Generation is really batched: requests with the same ``max_tokens`` and ``stop`` strings run
-together (split at ``BackendOptions.batch_size``), left-padded, through one ``model.generate``
-call. Greedy decoding is the default. Sampling (``temperature > 0``) draws every row from its
-own ``torch.Generator`` seeded by the request (``params.seed``, or a seed derived from the
-request hash when none is given), so a request's output does not depend on what else shares
-its batch and re-running it gives the same text.
+Generation is continuously batched (``finegate.models.hf_batching``): every request becomes a
+row of one decode loop that admits new rows as others finish, so rows with different
+``max_tokens`` or stop strings share a batch, a short answer does not wait for the longest, and
+concurrent callers (the eval runner's workers, ``serve-model``'s requests) fill the same batch.
+Greedy decoding is the default. Sampling (``temperature > 0``) draws every row from its own
+``torch.Generator`` seeded by the request (``params.seed``, or a seed derived from the request
+hash when none is given), so a request's output does not depend on what else shares its batch
+and re-running it gives the same text.
 
 torch, transformers and peft are imported inside functions: ``import finegate.models.hf`` stays
 cheap (the plugin registry imports it on every CLI start).
@@ -20,7 +22,6 @@ import os
 import re
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,12 @@ from typing import Any
 
 from finegate.errors import ModelError
 from finegate.models.embedded import ensure_embedded_dir, file_sha256, quiet_transformers
+from finegate.models.hf_batching import ContinuousBatcher, RowSpec
 from finegate.models.types import (
     ChatMessage,
     ChatRequest,
     ChatResponse,
     FinishReason,
-    GenerationParams,
     ModelBackend,
     ModelIdentity,
     ToolCall,
@@ -318,8 +319,28 @@ class HFBackend:
         self._template_tool_calls = "tool_calls" in template
         self._context = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
+        # Fast tokenizers must not be used from two threads at once; the decode thread needs
+        # it for stop strings while the event loop renders new requests.
+        self._tokenizer_lock = threading.Lock()
+        self._batcher = ContinuousBatcher(
+            lambda: self._require()[0],
+            lock=self._lock,
+            slots=self._options.batch_size,
+            eos_ids=self._eos_ids,
+            pad_id=self._pad_id,
+            decode=self._decode_locked,
+        )
 
     # -- the ModelBackend contract -----------------------------------------------------------
+
+    @property
+    def batch_slots(self) -> int:
+        """Rows decoded together; callers keep at least this many requests in flight.
+
+        Requests sent one per call, concurrently, each join the running batch as soon as a
+        slot frees, rather than waiting for a whole batch to end (the eval runner reads this).
+        """
+        return self._options.batch_size
 
     def identity(self) -> ModelIdentity:
         """Return the URI and the content hash of the weights (and adapter)."""
@@ -336,9 +357,10 @@ class HFBackend:
         return self._tokenizer
 
     async def aclose(self) -> None:
-        """Drop the model so its memory can be reclaimed (after any running generation)."""
-        # Blocking here only waits for a running batch to finish; acquiring in a worker thread
-        # instead could leak the lock if this coroutine were cancelled while waiting.
+        """Drop the model so its memory can be reclaimed; requests still running fail."""
+        # Blocking here only waits for the decode step in progress; acquiring in a worker
+        # thread instead could leak the lock if this coroutine were cancelled while waiting.
+        self._batcher.close()
         with self._lock:
             self._model = None
             self._tokenizer = None
@@ -351,10 +373,34 @@ class HFBackend:
             pass
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
-        """Answer a batch; the blocking torch work runs in a thread, one batch at a time."""
+        """Answer requests; they join the running batch and each returns when it is done."""
         if not requests:
             return []
-        return await asyncio.to_thread(self._generate_blocking, list(requests))
+        with self._tokenizer_lock:
+            self._require()
+            prepared = [self._prepare(i, request) for i, request in enumerate(requests)]
+        rows = [p for p in prepared if isinstance(p, _Prepared)]
+        futures = self._batcher.submit(
+            [
+                RowSpec(
+                    ids=p.ids,
+                    max_tokens=p.request.params.max_tokens,
+                    stop=_stops(p.request),
+                    params=p.request.params,
+                    seed=_sampling_seed(p.request),
+                )
+                for p in rows
+            ]
+        )
+        done = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        answers = iter(done)
+        with self._tokenizer_lock:
+            return [
+                p
+                if isinstance(p, ChatResponse)
+                else self._finish(p, (r := next(answers)).tokens, _stops(p.request), r.latency_s)
+                for p in prepared
+            ]
 
     def token_logprobs(self, texts: Sequence[str]) -> list[list[float]]:
         """Return, per text, each token's log-probability given the tokens before it.
@@ -368,7 +414,8 @@ class HFBackend:
             model, tok = self._require()
             bos = tok.bos_token_id
             prefix = [int(bos)] if bos is not None else []
-            seqs = [prefix + list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+            with self._tokenizer_lock:
+                seqs = [prefix + list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
             out: list[list[float]] = [[] for _ in texts]
             order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
             device = next(model.parameters()).device
@@ -391,35 +438,14 @@ class HFBackend:
 
     # -- generation --------------------------------------------------------------------------
 
+    def _decode_locked(self, ids: list[int]) -> str:
+        with self._tokenizer_lock:
+            return str(self._require()[1].decode(ids, skip_special_tokens=True))
+
     def _require(self) -> tuple[Any, Any]:
         if self._model is None or self._tokenizer is None:
             raise ModelError(f"backend {self._identity.uri} is closed", hint="load the model again")
         return self._model, self._tokenizer
-
-    def _generate_blocking(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        with self._lock:
-            self._require()
-            results: list[ChatResponse | None] = [None] * len(requests)
-            groups: dict[tuple[int, tuple[str, ...]], list[_Prepared]] = {}
-            for i, request in enumerate(requests):
-                prepared = self._prepare(i, request)
-                if isinstance(prepared, ChatResponse):
-                    results[i] = prepared
-                    continue
-                stop = tuple(s for s in request.params.stop if s)  # "" would match everywhere
-                key = (request.params.max_tokens, stop)
-                groups.setdefault(key, []).append(prepared)
-            for (max_tokens, stop), members in groups.items():
-                # Similar lengths in one batch waste less compute on padding.
-                members.sort(key=lambda p: len(p.ids))
-                step = self._options.batch_size
-                for start in range(0, len(members), step):
-                    chunk = members[start : start + step]
-                    for prepared, response in zip(
-                        chunk, self._run_batch(chunk, max_tokens, stop), strict=True
-                    ):
-                        results[prepared.index] = response
-            return [r for r in results if r is not None]
 
     def _prepare(self, index: int, request: ChatRequest) -> _Prepared | ChatResponse:
         """Render and tokenize one request, or return its error response."""
@@ -486,54 +512,10 @@ class HFBackend:
                 ).strip()
         return out
 
-    def _run_batch(
-        self, batch: list[_Prepared], max_tokens: int, stop: tuple[str, ...]
-    ) -> list[ChatResponse]:
-        import torch
-        from transformers import LogitsProcessorList
-
-        model, tok = self._require()
-        device = next(model.parameters()).device
-        width = max(len(p.ids) for p in batch)
-        ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, prepared in enumerate(batch):  # left padding: the prompt ends at column -1
-            ids[row, width - len(prepared.ids) :] = torch.tensor(prepared.ids)
-            mask[row, width - len(prepared.ids) :] = 1
-        kwargs: dict[str, Any] = {}
-        if any(not p.request.params.greedy for p in batch):
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [_make_row_sampler([p.request for p in batch], device)]
-            )
-        if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=tok)
-        started = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=max_tokens,
-                    do_sample=False,
-                    num_beams=1,
-                    **kwargs,
-                )
-        except RuntimeError as exc:
-            raise ModelError(
-                f"generation failed: {_first_line(exc)}", hint="lower batch_size or max_tokens"
-            ) from exc
-        latency = time.perf_counter() - started
-        new_tokens = out[:, width:].cpu().tolist()
-        return [
-            self._finish(p, row, max_tokens, stop, latency)
-            for p, row in zip(batch, new_tokens, strict=True)
-        ]
-
     def _finish(
         self,
         prepared: _Prepared,
         row: list[int],
-        max_tokens: int,
         stop: tuple[str, ...],
         latency: float,
     ) -> ChatResponse:
@@ -544,13 +526,13 @@ class HFBackend:
         cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
         finish: FinishReason
         if cut >= 0:
-            # generate() stopped right after the token completing the stop string; anything
-            # after it in this row is padding, so k counts only generated tokens.
+            # Decoding stopped right after the token completing the stop string, so k counts
+            # only generated tokens.
             text, finish, count = text[:cut], "stop", k
         elif k < len(row) and row[k] in self._eos_ids:
             finish, count = "stop", k + 1  # The EOS token was generated, so it is counted.
         else:
-            finish, count = "length", min(k, max_tokens)
+            finish, count = "length", min(k, prepared.request.params.max_tokens)
         calls: tuple[ToolCall, ...] = ()
         if prepared.request.tools:
             text, calls = _parse_tool_calls(text)
@@ -586,48 +568,15 @@ def _token_budget_chunks(
     return chunks
 
 
+def _stops(request: ChatRequest) -> tuple[str, ...]:
+    return tuple(s for s in request.params.stop if s)  # "" would match everywhere
+
+
 def _sampling_seed(request: ChatRequest) -> int:
     if request.params.seed is not None:
         return int(request.params.seed)
     # No seed: derive one from the request so identical requests agree, as the call store does.
     return int(request.request_hash()[:15], 16)
-
-
-def _make_row_sampler(requests: list[ChatRequest], device: Any) -> Any:
-    """Build a logits processor that samples each sampled row with its own generator.
-
-    ``generate`` then runs greedily: the processor leaves only the drawn token finite, so the
-    argmax picks it. Greedy rows pass through untouched. One generator per row (rather than
-    one ``manual_seed`` per batch) keeps a request's sample independent of its batch mates.
-    """
-    import torch
-    from transformers import LogitsProcessor
-
-    params: list[GenerationParams] = [r.params for r in requests]
-    generators = [
-        None if p.greedy else torch.Generator(device=device).manual_seed(_sampling_seed(r))
-        for p, r in zip(params, requests, strict=True)
-    ]
-
-    class RowSampler(LogitsProcessor):
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            scores = scores.clone()
-            for row, (p, gen) in enumerate(zip(params, generators, strict=True)):
-                if gen is None:
-                    continue
-                probs = torch.softmax(scores[row].float() / p.temperature, dim=-1)
-                if p.top_p < 1.0:
-                    sorted_p, order = torch.sort(probs, descending=True)
-                    # Keep the smallest prefix whose mass reaches top_p (always the top token).
-                    drop = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= p.top_p
-                    sorted_p[drop] = 0.0
-                    probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-                choice = torch.multinomial(probs, 1, generator=gen)
-                scores[row] = float("-inf")
-                scores[row, choice] = 0.0
-            return scores
-
-    return RowSampler()
 
 
 def _tools_in_system(

@@ -51,6 +51,11 @@ class RecordingBackend:
         self.misses = 0
         self._identity: ModelIdentity | None = None
 
+    @property
+    def batch_slots(self) -> int:
+        """Rows the inner backend batches from concurrent calls itself (0: it does not)."""
+        return int(getattr(self.inner, "batch_slots", 0))
+
     def identity(self) -> ModelIdentity:
         """Return the inner backend's identity."""
         if self._identity is None:
