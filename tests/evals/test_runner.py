@@ -232,6 +232,49 @@ async def test_batches_and_bounded_concurrency(mini_suite: Suite, store: Store) 
     assert max(gauge.sizes) == 5 and sum(gauge.sizes) == len(cases)
 
 
+class _SlottedGauge(_Gauge):
+    """A backend that batches concurrent calls itself, like ``hf:``'s decode loop."""
+
+    batch_slots = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[str, int]] = []
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        self.order.extend((r.metadata["case_id"], r.metadata["turn"]) for r in requests)
+        return await super().generate(requests)
+
+
+async def test_a_slotted_backend_gets_single_calls_enough_to_fill_its_slots(
+    mini_suite: Suite, store: Store
+) -> None:
+    gauge = _SlottedGauge()
+    cases = [c.model_copy(update={"id": f"{c.id}-{i}"}) for i in range(3) for c in mini_suite.cases]
+    big = mini_suite.model_copy(update={"cases": cases})
+    run = await run_eval(
+        gauge, big, store=store, config=EvalConfig(batch_size=8, concurrency=2, use_cache=False)
+    )
+    assert len(run.results) == len(cases)
+    assert set(gauge.sizes) == {1}  # one conversation per call
+    assert gauge.peak == 5  # the 4 slots plus one queued to refill a freed slot at once
+    # The multi-turn conversations start first and their second turns are not left behind
+    # the single-turn cases queued after them.
+    multi = {c.id for c in cases if sum(1 for m in c.messages if m.role == "assistant")}
+    assert multi and {case for case, _ in gauge.order[: len(multi)]} == multi
+    second_turns = [i for i, (_, turn) in enumerate(gauge.order) if turn == 1]
+    assert second_turns and max(second_turns) < len(gauge.order) // 2
+
+    one_at_a_time = _SlottedGauge()
+    await run_eval(
+        one_at_a_time,
+        big,
+        store=store,
+        config=EvalConfig(batch_size=1, concurrency=1, use_cache=False),
+    )
+    assert one_at_a_time.peak == 1
+
+
 async def test_repeat_reports_flip_rates(mini_suite: Suite, store: Store) -> None:
     # Seed-dependent answers: repeat r uses seed r, so some repeats comply and some refuse.
     class Coin(MockBackend):

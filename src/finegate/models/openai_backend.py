@@ -201,6 +201,8 @@ class OpenAIBackend:
         ]
         client, semaphore = self._pool()
         batch = _Batch()
+        if len(bodies) == 1:  # the gateway's case: no task to schedule and wait for
+            return [await self._one(client, semaphore, bodies[0], batch)]
         tasks = [
             asyncio.ensure_future(self._one(client, semaphore, body, batch)) for body in bodies
         ]

@@ -10,7 +10,9 @@ Concurrent requests are micro-batched: requests arriving within ``batch_window_s
 first (or while the previous batch is still running) are handed to ``backend.generate`` as one
 batch, up to ``max_batch``. A local model answers a batch of 16 in little more than the time of
 one, so this is what makes it fast under concurrent load. At most ``max_concurrent_batches``
-batches run at once (default 1: a single GPU gains nothing from two competing batches).
+batches run at once (default 1: a single GPU gains nothing from two competing batches), except
+for a backend that batches concurrent calls itself (``batch_slots``, the local ``hf:`` one):
+its batches go to it as they form and join its running batch.
 
 FastAPI and uvicorn are imported inside the functions, so importing this module is cheap.
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the
@@ -210,11 +212,14 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
     cfg = settings or ServerSettings()
     model_id = cfg.model_name or backend.identity().uri
     created = int(time.time())
+    # A backend with its own decode loop (hf:) merges batches as they arrive, so a batch must
+    # not wait for the previous one to end: it would keep freed slots empty.
+    slots = int(getattr(backend, "batch_slots", 0))
     batcher = MicroBatcher(
         backend,
         window_s=cfg.batch_window_s,
         max_batch=cfg.max_batch,
-        max_concurrent=cfg.max_concurrent_batches,
+        max_concurrent=max(cfg.max_concurrent_batches, slots),
     )
     expected = f"Bearer {cfg.api_key}".encode() if cfg.api_key else None
 
