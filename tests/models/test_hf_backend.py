@@ -360,16 +360,16 @@ def test_system_messages_and_tools_reach_the_prompt(backend: HFBackend) -> None:
 
 
 def test_tool_call_blocks_are_parsed() -> None:
-    from finegate.models.hf import _parse_tool_calls
+    from finegate.models.hf_tools import parse_tool_calls
 
-    text, calls = _parse_tool_calls(
+    text, calls = parse_tool_calls(
         'ok <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
     )
     assert text == "ok"
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
         ("get_weather", {"city": "Paris"})
     ]
-    assert _parse_tool_calls("<tool_call>not json</tool_call>") == (
+    assert parse_tool_calls("<tool_call>not json</tool_call>") == (
         "<tool_call>not json</tool_call>",
         (),
     )

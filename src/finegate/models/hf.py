@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
-import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,6 +28,7 @@ from typing import Any
 from finegate.errors import ModelError
 from finegate.models.embedded import ensure_embedded_dir, file_sha256, quiet_transformers
 from finegate.models.hf_batching import ContinuousBatcher, RowSpec
+from finegate.models.hf_tools import json_or_text, parse_tool_calls, tool_call_text, tools_in_system
 from finegate.models.types import (
     ChatMessage,
     ChatRequest,
@@ -38,7 +37,6 @@ from finegate.models.types import (
     ModelBackend,
     ModelIdentity,
     ToolCall,
-    ToolSpec,
 )
 from finegate.models.uri import BackendOptions
 from finegate.plugins import register
@@ -55,7 +53,6 @@ _CONFIG_FILES = ("config.json", "adapter_config.json")
 # Upper bound of tokens per forward pass in token_logprobs: the float32 logits tensor is
 # tokens x vocabulary, so this keeps it near 400 MB for a 50k vocabulary.
 _LOGPROB_TOKEN_BUDGET = 2048
-_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 def parse_hf_spec(spec: str) -> tuple[str, str | None]:
@@ -478,7 +475,7 @@ class HFBackend:
         messages = [self._message_dict(m) for m in request.messages]
         tools = [{"type": "function", "function": t.to_dict()} for t in request.tools]
         if tools and not self._template_tools:
-            messages = _tools_in_system(messages, request.tools)
+            messages = tools_in_system(messages, request.tools)
         if not self._tokenizer.chat_template:
             # A base model without a template: a plain transcript is the honest fallback.
             return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
@@ -500,7 +497,7 @@ class HFBackend:
                     {
                         "id": c.id,
                         "type": "function",
-                        "function": {"name": c.name, "arguments": _json_or_text(c.arguments)},
+                        "function": {"name": c.name, "arguments": json_or_text(c.arguments)},
                     }
                     for c in message.tool_calls
                 ]
@@ -508,7 +505,7 @@ class HFBackend:
                 # Keep earlier calls visible to a template that cannot render them, in the same
                 # <tool_call> form the model is asked to answer in.
                 out["content"] = "\n".join(
-                    [message.content, *(_tool_call_text(c) for c in message.tool_calls)]
+                    [message.content, *(tool_call_text(c) for c in message.tool_calls)]
                 ).strip()
         return out
 
@@ -535,7 +532,7 @@ class HFBackend:
             finish, count = "length", min(k, prepared.request.params.max_tokens)
         calls: tuple[ToolCall, ...] = ()
         if prepared.request.tools:
-            text, calls = _parse_tool_calls(text)
+            text, calls = parse_tool_calls(text)
             if calls:
                 finish = "tool_calls"
         return ChatResponse(
@@ -577,58 +574,6 @@ def _sampling_seed(request: ChatRequest) -> int:
         return int(request.params.seed)
     # No seed: derive one from the request so identical requests agree, as the call store does.
     return int(request.request_hash()[:15], 16)
-
-
-def _tools_in_system(
-    messages: list[dict[str, Any]], tools: Sequence[ToolSpec]
-) -> list[dict[str, Any]]:
-    """Describe tools in the system message for templates that have no tools support."""
-    listing = json.dumps([t.to_dict() for t in tools], ensure_ascii=False)
-    note = (
-        "You can call these functions: " + listing + "\nTo call one, answer only with "
-        '<tool_call>{"name": NAME, "arguments": {...}}</tool_call>.'
-    )
-    if messages and messages[0]["role"] == "system":
-        first = dict(messages[0], content=f"{messages[0]['content']}\n\n{note}")
-        return [first, *messages[1:]]
-    return [{"role": "system", "content": note}, *messages]
-
-
-def _json_or_text(arguments: str) -> Any:
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments
-
-
-def _tool_call_text(call: ToolCall) -> str:
-    body = {"name": call.name, "arguments": _json_or_text(call.arguments)}
-    return f"<tool_call>{json.dumps(body, ensure_ascii=False)}</tool_call>"
-
-
-def _parse_tool_calls(text: str) -> tuple[str, tuple[ToolCall, ...]]:
-    """Extract ``<tool_call>{json}</tool_call>`` blocks; malformed ones stay in the text."""
-    calls: list[ToolCall] = []
-
-    def take(match: re.Match[str]) -> str:
-        try:
-            body = json.loads(match.group(1))
-        except ValueError:
-            return match.group(0)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            return match.group(0)
-        args = body.get("arguments", {})
-        calls.append(
-            ToolCall(
-                name=body["name"],
-                id=f"call_{len(calls)}",
-                arguments=(args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)),
-            )
-        )
-        return ""
-
-    remaining = _TOOL_CALL_RE.sub(take, text)
-    return (remaining.strip() if calls else text), tuple(calls)
 
 
 @register("backend", "hf")
