@@ -21,6 +21,12 @@ class FinegateError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ConfigError(FinegateError):
     """Bad configuration: unknown URI scheme, invalid file, missing setting."""
 

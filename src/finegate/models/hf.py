@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finegate.errors import ModelError
+from finegate.errors import ModelError, first_line
 from finegate.models.embedded import ensure_embedded_dir, file_sha256, quiet_transformers
 from finegate.models.hf_batching import ContinuousBatcher, RowSpec
 from finegate.models.hf_tools import json_or_text, parse_tool_calls, tool_call_text, tools_in_system
@@ -229,7 +229,7 @@ def load_hf_model(
         model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(
-            f"could not load the transformers model in {str(model_dir)!r}: {_first_line(exc)}",
+            f"could not load the transformers model in {str(model_dir)!r}: {first_line(exc)}",
             hint="check that the directory holds a causal LM saved with save_pretrained",
         ) from exc
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
@@ -264,23 +264,18 @@ def _apply_adapter(model: Any, path: Path, *, trainable: bool) -> Any:
         return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"could not apply the adapter in {str(path)!r}: {_first_line(exc)}",
+            f"could not apply the adapter in {str(path)!r}: {first_line(exc)}",
             hint="the adapter must be a PEFT adapter trained for this base model",
         ) from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass
 class _Prepared:
-    """One request after rendering: its index in the batch and its prompt token ids."""
+    """One request after rendering: the request, its prompt token ids and stop strings."""
 
-    index: int
     request: ChatRequest
     ids: list[int]
+    stop: tuple[str, ...]
 
 
 class HFBackend:
@@ -375,16 +370,12 @@ class HFBackend:
             return []
         with self._tokenizer_lock:
             self._require()
-            prepared = [self._prepare(i, request) for i, request in enumerate(requests)]
+            prepared = [self._prepare(request) for request in requests]
         rows = [p for p in prepared if isinstance(p, _Prepared)]
         futures = self._batcher.submit(
             [
                 RowSpec(
-                    ids=p.ids,
-                    max_tokens=p.request.params.max_tokens,
-                    stop=_stops(p.request),
-                    params=p.request.params,
-                    seed=_sampling_seed(p.request),
+                    ids=p.ids, stop=p.stop, params=p.request.params, seed=_sampling_seed(p.request)
                 )
                 for p in rows
             ]
@@ -395,7 +386,7 @@ class HFBackend:
             return [
                 p
                 if isinstance(p, ChatResponse)
-                else self._finish(p, (r := next(answers)).tokens, _stops(p.request), r.latency_s)
+                else self._finish(p, (r := next(answers)).tokens, r.latency_s)
                 for p in prepared
             ]
 
@@ -444,7 +435,7 @@ class HFBackend:
             raise ModelError(f"backend {self._identity.uri} is closed", hint="load the model again")
         return self._model, self._tokenizer
 
-    def _prepare(self, index: int, request: ChatRequest) -> _Prepared | ChatResponse:
+    def _prepare(self, request: ChatRequest) -> _Prepared | ChatResponse:
         """Render and tokenize one request, or return its error response."""
         uri = self._identity.uri
         for message in request.messages:
@@ -468,7 +459,8 @@ class HFBackend:
                     f"exceeds the model's context of {self._context} tokens"
                 ),
             )
-        return _Prepared(index, request, ids)
+        stop = tuple(s for s in request.params.stop if s)  # "" would match everywhere
+        return _Prepared(request, ids, stop)
 
     def _render(self, request: ChatRequest) -> str:
         """Apply the chat template; tools go to the template or, if it has none, the system."""
@@ -513,14 +505,13 @@ class HFBackend:
         self,
         prepared: _Prepared,
         row: list[int],
-        stop: tuple[str, ...],
         latency: float,
     ) -> ChatResponse:
         """Turn one row of generated ids into a response (text, finish reason, counts)."""
         ends = {*self._eos_ids, self._pad_id}
         k = next((j for j, t in enumerate(row) if t in ends), len(row))
         text = str(self._tokenizer.decode(row[:k], skip_special_tokens=True))
-        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        cut = min((i for i in (text.find(s) for s in prepared.stop) if i >= 0), default=-1)
         finish: FinishReason
         if cut >= 0:
             # Decoding stopped right after the token completing the stop string, so k counts
@@ -563,10 +554,6 @@ def _token_budget_chunks(
     if current:
         chunks.append(current)
     return chunks
-
-
-def _stops(request: ChatRequest) -> tuple[str, ...]:
-    return tuple(s for s in request.params.stop if s)  # "" would match everywhere
 
 
 def _sampling_seed(request: ChatRequest) -> int:

@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from finegate.errors import ModelError
+from finegate.errors import ModelError, first_line
 from finegate.models.types import GenerationParams
 
 __all__ = ["ContinuousBatcher", "RowResult", "RowSpec"]
@@ -39,10 +39,9 @@ _PREFILL_TOKEN_BUDGET = 4096
 
 @dataclass(frozen=True)
 class RowSpec:
-    """One prompt to continue: token ids, limits and how to pick tokens."""
+    """One prompt to continue: token ids, stop strings and the decoding settings."""
 
     ids: Sequence[int]
-    max_tokens: int
     stop: tuple[str, ...]
     params: GenerationParams
     seed: int
@@ -101,7 +100,7 @@ class ContinuousBatcher:
         self._active: list[_Row] = []
         self._cache: Any = None
         self._mask: Any = None
-        self._mergeable = True
+        self._mergeable: bool | None = None  # whether the model's cache layers splice
         self._cache_kwarg: str | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -138,7 +137,8 @@ class ContinuousBatcher:
                 while not self._pending and not self._active and not self._closed:
                     self._cond.wait()
                 if self._closed:
-                    self._fail([*self._active, *self._pending], "the backend was closed")
+                    closed = ModelError("the backend was closed", hint="load the model again")
+                    self._fail([*self._active, *self._pending], closed)
                     self._pending.clear()
                     self._reset()
                     return
@@ -151,19 +151,20 @@ class ContinuousBatcher:
                     if self._active:
                         self._step(model)
             except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
-                from finegate.models.hf import _first_line
-
-                message = f"generation failed: {_first_line(exc)}"
-                if isinstance(exc, ModelError):
-                    message = str(exc)
-                self._fail([*self._active, *admitted], message)
+                error = exc
+                if not isinstance(exc, ModelError):
+                    error = ModelError(
+                        f"generation failed: {first_line(exc)}",
+                        hint="lower batch_size or max_tokens",
+                    )
+                self._fail([*self._active, *admitted], error)
                 self._reset()
 
     def _take_admissions(self) -> list[_Row]:
         free = self._slots - len(self._active)
         if not self._pending or free <= 0:
             return []
-        if self._active and (free < self._admit_at or not self._mergeable):
+        if self._active and (free < self._admit_at or self._mergeable is False):
             return []
         taken: list[_Row] = []
         while self._pending and len(taken) < free:
@@ -175,8 +176,10 @@ class ContinuousBatcher:
     def _admit(self, model: Any, rows: list[_Row]) -> None:
         """Prefill rows in token-budget chunks, merge their caches, pick their first tokens."""
         rows = sorted(rows, key=lambda r: len(r.spec.ids))
+        if self._mergeable is None:
+            self._mergeable = _plain_layers(_new_cache(model))
         # Only plain caches can take the chunks one after another; others prefill in one pass.
-        budget = _PREFILL_TOKEN_BUDGET if _plain_layers(_new_cache(model)) else 1 << 62
+        budget = _PREFILL_TOKEN_BUDGET if self._mergeable else 1 << 62
         chunk: list[_Row] = []
         for row in rows:
             width = max(len(r.spec.ids) for r in [*chunk, row])
@@ -259,7 +262,7 @@ class ContinuousBatcher:
         self._select(keep)
 
     def _finished(self, row: _Row) -> bool:
-        if row.tokens[-1] in self._eos or len(row.tokens) >= row.spec.max_tokens:
+        if row.tokens[-1] in self._eos or len(row.tokens) >= row.spec.params.max_tokens:
             return True
         if row.spec.stop:
             text = self._decode(row.tokens)
@@ -281,7 +284,6 @@ class ContinuousBatcher:
 
         if self._cache is None:
             self._cache, self._mask, self._active = cache, mask, list(rows)
-            self._mergeable = _plain_layers(cache)
             return
         width = max(self._mask.shape[1], mask.shape[1])
         for old, new in zip(self._cache.layers, cache.layers, strict=True):
@@ -309,10 +311,9 @@ class ContinuousBatcher:
             self._mask = self._mask[:, cut:]
 
     def _reset(self) -> None:
-        self._active, self._cache, self._mask, self._mergeable = [], None, None, True
+        self._active, self._cache, self._mask = [], None, None
 
-    def _fail(self, rows: Sequence[_Row], message: str) -> None:
-        error = ModelError(message, hint="lower batch_size or max_tokens")
+    def _fail(self, rows: Sequence[_Row], error: BaseException) -> None:
         for row in rows:
             if not row.future.done():
                 if not row.future.running():
