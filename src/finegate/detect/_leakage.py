@@ -12,15 +12,29 @@ import base64
 import binascii
 import codecs
 import re
+import threading
 from collections.abc import Sequence
+from itertools import compress
+from typing import Any
 
 from finegate.detect._base import RuleDetector
 from finegate.detect._normalize import NormalizedText
 from finegate.detect._types import Channel, Finding, Severity
 
-_B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
-_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){4,}")
+
+def _runs(chars: str, shortest: int, tail: str = "") -> re.Pattern[str]:
+    # Whole runs only (the look-behind): a plain `[...]{n,}` retries at every position inside
+    # each shorter word, which made this the costliest part of scanning ordinary prose.
+    return re.compile(rf"(?<![{chars}])[{chars}]{{{shortest},}}{tail}")
+
+
+_B64_CHARS = r"A-Za-z0-9+/_\-"
+_HEX_CHARS = "0-9a-fA-F"
 _WORDS = re.compile(r"[^\W_]+")
+# The checks, as reported by the hyperscan `_Prefilter`.
+_FORMS, _PROMPT, _BASE64, _HEX = 0, 1, 2, 3
+_CANARY_CHECKS = frozenset({_FORMS, _BASE64, _HEX})
+_ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
 
 
 def _spaced(core: str) -> re.Pattern[str]:
@@ -55,9 +69,17 @@ class LeakageDetector(RuleDetector):
         self._forward = [_spaced(c) for c in self._cores]
         self._reverse = [_spaced(c[::-1]) for c in self._cores]
         self._rot13 = [codecs.encode(c, "rot13") for c in self._cores]
+        # An encoded run shorter than these cannot decode to the shortest canary core, so it
+        # is not decoded at all (ordinary long words would otherwise all be base64-decoded).
+        shortest = min((len(c) for c in self._cores), default=0)
+        self._b64_min, self._hex_min = max(8, -(-4 * shortest // 3)), max(8, 2 * shortest)
+        self._b64_runs = _runs(_B64_CHARS, self._b64_min, "={0,2}")
+        self._hex_runs = _runs(_HEX_CHARS, self._hex_min)
         self.min_words = max(3, min_words)
         self._prompt_words: list[str] = []
+        self._prefilter = _Prefilter(None)
         self._grams: set[tuple[str, ...]] = set()
+        self._firsts: set[str] = set()
         self._n = 0
         if system_prompt:
             self._prompt_words = [w.lower() for w in _WORDS.findall(system_prompt)]
@@ -66,12 +88,18 @@ class LeakageDetector(RuleDetector):
             self._grams = {
                 tuple(self._prompt_words[i : i + n]) for i in range(len(self._prompt_words) - n + 1)
             }
+            self._firsts = {g[0] for g in self._grams}
+        self._prefilter = _Prefilter(self)
 
     def extra(self, norm: NormalizedText, channel: Channel) -> list[Finding]:  # noqa: D102
         out: list[Finding] = []
-        if self.canaries:
-            out.extend(self._canaries(norm))
-        if self._grams:
+        if not self.canaries and not self._grams:
+            return out
+        fired = self._prefilter.fired(norm.text) if norm.text.isascii() else None
+        checks = _ALL_CHECKS if fired is None else fired
+        if self.canaries and checks & _CANARY_CHECKS:
+            out.extend(self._canaries(norm, checks))
+        if self._grams and _PROMPT in checks:
             out.extend(self._prompt(norm))
         return out
 
@@ -88,11 +116,11 @@ class LeakageDetector(RuleDetector):
             {"canary_index": i, "transform": how},
         )
 
-    def _canaries(self, norm: NormalizedText) -> list[Finding]:
+    def _canaries(self, norm: NormalizedText, checks: frozenset[int] | set[int]) -> list[Finding]:
         text = norm.text
         low = text.lower()
         out: list[Finding] = []
-        for i, core in enumerate(self._cores):
+        for i, core in enumerate(self._cores if _FORMS in checks else ()):
             for m in self._forward[i].finditer(text):
                 got = m.group(0)
                 if got == self.canaries[i]:
@@ -112,7 +140,7 @@ class LeakageDetector(RuleDetector):
                 while start >= 0:
                     out.append(self._hit(norm, start, start + len(rot), i, "rot13"))
                     start = low.find(rot, start + 1)
-        for m in _B64_RUN.finditer(text):
+        for m in self._b64_runs.finditer(text) if _BASE64 in checks else ():
             blob = m.group(0)
             decoded = ""
             for dec in (base64.b64decode, base64.urlsafe_b64decode):
@@ -125,21 +153,31 @@ class LeakageDetector(RuleDetector):
             for i, core in enumerate(self._cores):
                 if core in flat:
                     out.append(self._hit(norm, m.start(), m.end(), i, "base64"))
-        for m in _HEX_RUN.finditer(text):
-            flat = re.sub(r"[\W_]", "", bytes.fromhex(m.group(0)).decode("utf-8", "ignore"))
+        for m in self._hex_runs.finditer(text) if _HEX in checks else ():
+            run = m.group(0)[: len(m.group(0)) // 2 * 2]
+            flat = re.sub(r"[\W_]", "", bytes.fromhex(run).decode("utf-8", "ignore"))
             for i, core in enumerate(self._cores):
                 if core in flat.lower():
-                    out.append(self._hit(norm, m.start(), m.end(), i, "hex"))
+                    out.append(self._hit(norm, m.start(), m.start() + len(run), i, "hex"))
         return out
 
     def _prompt(self, norm: NormalizedText) -> list[Finding]:
-        words = [(m.group(0).lower(), m.start(), m.end()) for m in _WORDS.finditer(norm.text)]
+        # Words are found with one C-level findall; their offsets are only computed when a
+        # run of system-prompt n-grams was found (the rare case), which keeps clean outputs
+        # cheap on the gateway's hot path.
+        words = [w.lower() for w in _WORDS.findall(norm.text)]
         n = self._n
+        grams, firsts = self._grams, self._firsts
         covered = [False] * len(words)
-        for i in range(len(words) - n + 1):
-            if tuple(w for w, _, _ in words[i : i + n]) in self._grams:
-                for j in range(i, i + n):
-                    covered[j] = True
+        hit = False
+        starts = compress(range(len(words) - n + 1), map(firsts.__contains__, words))
+        for i in starts:
+            if tuple(words[i : i + n]) in grams:
+                covered[i : i + n] = [True] * n
+                hit = True
+        if not hit:
+            return []
+        spans = [m.span() for m in _WORDS.finditer(norm.text)]
         out: list[Finding] = []
         i = 0
         total = len(self._prompt_words)
@@ -152,7 +190,7 @@ class LeakageDetector(RuleDetector):
                 j += 1
             count = j - i
             if count >= self.min_words or count >= max(3, total // 2):
-                os_, oe = norm.to_original(words[i][1], words[j - 1][2])
+                os_, oe = norm.to_original(spans[i][0], spans[j - 1][1])
                 out.append(
                     Finding(
                         "leak.system_prompt",
@@ -167,3 +205,89 @@ class LeakageDetector(RuleDetector):
                 )
             i = j
         return out
+
+
+class _Prefilter:
+    r"""One hyperscan pass over an ASCII text that says which leak checks can fire on it.
+
+    Checks: `_FORMS` (the canary spelled out, spaced, reversed or rot13), `_BASE64` and `_HEX`
+    (an encoded run long enough to hold a canary), `_PROMPT` (an n-gram of system-prompt
+    words). Each pattern matches a superset of what its Python check finds, so a check that
+    does not fire has no finding and its (much slower) Python code is skipped. Only ASCII
+    texts, canaries and prompts take this path: there hyperscan's caseless matching and
+    ``\W`` are exactly Python's. The database is compiled after `WARMUP` scans, because a
+    detector built for a single evaluation case would spend more on compiling than it saves.
+    """
+
+    WARMUP = 8
+
+    def __init__(self, detector: LeakageDetector | None) -> None:
+        self._detector = detector
+        self._scans = 0
+        self._db: Any = None
+        self._local = threading.local()  # hyperscan scratch space is per thread
+        self._disabled = detector is None
+
+    def _patterns(self, det: LeakageDetector) -> list[tuple[bytes, int]] | None:
+        cores = det._cores
+        if not all(c.isascii() for c in cores) or not all(w.isascii() for w in det._prompt_words):
+            return None
+        sep = r"[\W_]{0,3}"
+        out: list[tuple[bytes, int]] = []
+        for core in cores:
+            out.append((sep.join(re.escape(c) for c in core).encode(), _FORMS))
+            out.append((sep.join(re.escape(c) for c in core[::-1]).encode(), _FORMS))
+            out.append((re.escape(codecs.encode(core, "rot13")).encode(), _FORMS))
+        if cores:
+            out.append((rf"[{_B64_CHARS}]{{{det._b64_min}}}".encode(), _BASE64))
+            out.append((rf"[{_HEX_CHARS}]{{{det._hex_min}}}".encode(), _HEX))
+        for gram in det._grams:
+            out.append((r"[\W_]+".join(re.escape(w) for w in gram).encode(), _PROMPT))
+        return out
+
+    def _compile(self) -> None:
+        self._disabled = True
+        try:
+            import hyperscan
+        except ModuleNotFoundError:
+            return
+        assert self._detector is not None
+        patterns = self._patterns(self._detector)
+        if not patterns:
+            return
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
+        db.compile(
+            expressions=[p for p, _ in patterns],
+            ids=[g for _, g in patterns],
+            elements=len(patterns),
+            flags=[flags] * len(patterns),
+        )
+        self._db = db
+        self._disabled = False
+
+    def fired(self, text: str) -> set[int] | None:
+        """The checks that may have findings in ``text``; None: run every check."""
+        if self._disabled:
+            return None
+        if self._db is None:
+            self._scans += 1
+            if self._scans < self.WARMUP:
+                return None
+            self._compile()
+            if self._db is None:
+                return None
+        import hyperscan
+
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        hits: set[int] = set()
+        self._db.scan(
+            text.encode("ascii"), match_event_handler=_note, context=hits, scratch=scratch
+        )
+        return hits
+
+
+def _note(group: int, _from: int, _to: int, _flags: int, hits: set[int]) -> None:
+    hits.add(group)

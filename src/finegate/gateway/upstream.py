@@ -141,6 +141,8 @@ class Upstream:
     def _client(self) -> httpx.AsyncClient:
         import httpx
 
+        from finegate.models.http_transport import default_transport
+
         if self._http is None:
             headers = {"Content-Type": "application/json"}
             env = self.config.api_key_env
@@ -151,7 +153,10 @@ class Upstream:
                 max_keepalive_connections=self.config.concurrency,
             )
             self._http = httpx.AsyncClient(
-                headers=headers, timeout=httpx.Timeout(self.config.timeout_s), limits=limits
+                headers=headers,
+                timeout=httpx.Timeout(self.config.timeout_s),
+                limits=limits,
+                transport=default_transport(self.config.concurrency),
             )
         return self._http
 

@@ -69,18 +69,6 @@ def _jaccard(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / max(len(a), len(b))
 
 
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix, by binary search over slice comparisons (C speed)."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 class UsageMonitor:
     """Tracks each key's recent prompts and reports probing incidents.
 
@@ -112,11 +100,8 @@ class UsageMonitor:
         state.prompts.append(seen)
         found: list[Incident] = []
 
-        dup = sum(
-            1
-            for p in prompts
-            if _jaccard(p.shingles, seen.shingles) >= cfg.near_duplicate_similarity
-        )
+        mine, threshold = seen.shingles, cfg.near_duplicate_similarity
+        dup = sum(1 for p in prompts if _jaccard(p.shingles, mine) >= threshold)
         if dup + 1 >= cfg.near_duplicate_count:
             found.append(
                 Incident(key_id, "extraction.near_duplicates", "medium",
@@ -148,15 +133,15 @@ def _shared_prefix_count(prompts: list[_Seen], head: str, min_prefix: int = 24) 
     """How many earlier prompts share a long prefix with ``head`` but end differently.
 
     The prefix must cover at least half of the shorter prompt and ``min_prefix`` characters;
-    identical prompts do not count (that is the near-duplicate signal).
+    identical prompts do not count (that is the near-duplicate signal). Only whether the
+    shared prefix reaches that length matters, so one ``startswith`` per prompt decides it.
     """
     count = 0
     for p in prompts:
         other = p.head
-        if other == head:
-            continue
         n = min(len(other), len(head))
-        i = _common_prefix(other, head)
-        if i >= min_prefix and i >= n // 2:
+        if n < min_prefix or other == head:
+            continue
+        if other.startswith(head[: max(min_prefix, n // 2)]):
             count += 1
     return count

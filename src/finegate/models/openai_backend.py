@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from finegate.errors import ConfigError, ModelAuthError, ModelResponseError, ModelUnavailableError
+from finegate.models.http_transport import AiohttpTransport, default_transport
 from finegate.models.openai_wire import encode_body, request_to_openai, response_from_openai
 from finegate.models.types import ChatRequest, ChatResponse, ModelBackend, ModelIdentity
 from finegate.models.uri import BackendOptions
@@ -140,11 +141,16 @@ class OpenAIBackend:
         self._sleep = sleep
         self._rng = rng
         key = os.environ.get(opts.api_key_env, "") if opts.api_key_env else ""
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "finegate",
+        }
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self._key = key
         self._client: httpx.AsyncClient | None = None
+        self._fast: AiohttpTransport | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -173,12 +179,14 @@ class OpenAIBackend:
             limits = httpx.Limits(
                 max_connections=self.concurrency, max_keepalive_connections=self.concurrency
             )
+            transport = self._transport or default_transport(self.concurrency)
             self._client = httpx.AsyncClient(
                 headers=self._headers,
                 timeout=httpx.Timeout(self.timeout_s),
                 limits=limits,
-                transport=self._transport,
+                transport=transport,
             )
+            self._fast = transport if isinstance(transport, AiohttpTransport) else None
             self._semaphore = asyncio.Semaphore(self.concurrency)
             self._loop = loop
         return self._client, self._semaphore
@@ -271,7 +279,10 @@ class OpenAIBackend:
         self, client: httpx.AsyncClient, body: bytes, start: float
     ) -> ChatResponse | _Failure:
         try:
-            resp = await client.post(self.url, content=body)
+            if self._fast is not None:
+                resp = await self._fast.post(self.url, self._headers, body, self.timeout_s)
+            else:
+                resp = await client.post(self.url, content=body)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return _Failure(
                 f"connection failed ({type(exc).__name__}: {self._redact(exc)})", connect=True
