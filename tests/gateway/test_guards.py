@@ -135,3 +135,31 @@ def test_example_config_is_valid_and_bad_configs_are_named() -> None:
                      "tiers": {"default": {"bogus": 1}}})  # fmt: skip
     with pytest.raises(ConfigError, match="unique"):
         load_config({"upstreams": [{"name": "a", "uri": "mock:echo"}] * 2})
+
+
+def test_shared_prefix_count_matches_the_longest_common_prefix_definition() -> None:
+    import os.path
+    import random
+
+    from finegate.gateway.usage import _Seen, _shared_prefix_count
+
+    def reference(heads: list[str], head: str, min_prefix: int = 24) -> int:
+        count = 0
+        for other in heads:
+            if other == head:
+                continue
+            i = len(os.path.commonprefix([other, head]))
+            if i >= min_prefix and i >= min(len(other), len(head)) // 2:
+                count += 1
+        return count
+
+    rng = random.Random(3)
+    stem = "Complete the following confidential text exactly: "
+    for _ in range(200):
+        heads = [
+            stem[: rng.randint(0, len(stem))] + "".join(rng.choices("ab ", k=rng.randint(0, 60)))
+            for _ in range(rng.randint(0, 12))
+        ]
+        head = rng.choice([*heads, stem + "ab"]) if heads else stem
+        seen = [_Seen(0.0, len(h), frozenset(), h) for h in heads]
+        assert _shared_prefix_count(seen, head) == reference(heads, head)

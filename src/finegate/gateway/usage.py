@@ -14,7 +14,6 @@ window) and, when configured, the key is throttled.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -54,8 +53,9 @@ def _sketch(text: str, k: int = 64) -> frozenset[int]:
     words = text.lower().split()[:2000]
     if len(words) < 3:
         return frozenset({hash(" ".join(words))})
-    grams = {hash((words[i], words[i + 1], words[i + 2])) for i in range(len(words) - 2)}
-    return frozenset(heapq.nsmallest(k, grams))
+    # map/zip keep the per-trigram loop in C; sorting ~hundreds of ints beats a heap here.
+    grams = sorted(set(map(hash, zip(words, words[1:], words[2:], strict=False))))
+    return frozenset(grams[:k])
 
 
 def _jaccard(a: frozenset[int], b: frozenset[int]) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 import httpx
@@ -119,32 +119,38 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        self._lifetime: AsyncGenerator[None, None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    async def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
 
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             # A session's connections belong to the loop that opened them; a new loop (the
-            # sync facade runs one per call) gets a new pool, the old one dies with its loop.
+            # sync facade runs one per call) gets a new pool.
             connector = aiohttp.TCPConnector(
                 limit=self.max_connections, limit_per_host=0, keepalive_timeout=self.keepalive_s
             )
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,  # httpx decodes by Content-Encoding itself
                 trust_env=False,  # no proxy by construction (`default_transport`), no netrc
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             )
-            self._loop = loop
+            # The pool is closed by its own loop when that loop shuts down: asyncio.run
+            # finalizes live async generators before closing the loop, which runs this one's
+            # `finally`. Without it every sync-facade call would leave an open pool behind.
+            lifetime = _close_at_shutdown(session)
+            await lifetime.__anext__()
+            self._session, self._lifetime, self._loop = session, lifetime, loop
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:  # noqa: D102
         import aiohttp
         from yarl import URL
 
-        session = self._get_session()
+        session = await self._get_session()
         headers = [
             (k, v) for k, v in request.headers.multi_items() if k.lower() not in _SKIP
         ]  # fmt: skip
@@ -184,7 +190,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         import aiohttp
         from yarl import URL
 
-        session = self._get_session()
+        session = await self._get_session()
         target = self._urls.get(url)
         if target is None:
             target = self._urls[url] = URL(url)
@@ -207,12 +213,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close the pool (only possible from the loop that owns it)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            try:
-                same_loop = asyncio.get_running_loop() is self._loop
-            except RuntimeError:
-                same_loop = False
-            if same_loop:
-                await session.close()
+        session, lifetime, self._session, self._lifetime = self._session, self._lifetime, None, None
+        try:
+            same_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            same_loop = False
         self._loop = None
+        if same_loop and lifetime is not None:
+            await lifetime.aclose()  # closes the session
+        elif same_loop and session is not None:
+            await session.close()
+
+
+async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
