@@ -100,33 +100,40 @@ class UsageMonitor:
         state.prompts.append(seen)
         found: list[Incident] = []
 
-        mine, threshold = seen.shingles, cfg.near_duplicate_similarity
-        dup = sum(1 for p in prompts if _jaccard(p.shingles, mine) >= threshold)
-        if dup + 1 >= cfg.near_duplicate_count:
-            found.append(
-                Incident(key_id, "extraction.near_duplicates", "medium",
-                         {"similar_prompts": dup + 1, "window_s": cfg.window_s})
-            )  # fmt: skip
-        prefix = _shared_prefix_count(prompts, seen.head)
-        if prefix + 1 >= cfg.prefix_count:
-            found.append(
-                Incident(key_id, "extraction.prefix_probing", "high",
-                         {"prompts_sharing_prefix": prefix + 1, "window_s": cfg.window_s})
-            )  # fmt: skip
-        long_recent = sum(1 for p in prompts if now - p.at <= 60 and p.length >= cfg.burst_chars)
-        if seen.length >= cfg.burst_chars and long_recent + 1 >= cfg.burst_count:
-            found.append(
-                Incident(key_id, "extraction.length_burst", "medium",
-                         {"long_prompts_last_minute": long_recent + 1,
-                          "min_chars": cfg.burst_chars})
-            )  # fmt: skip
-        new = []
+        def due(kind: str) -> bool:
+            # A signal reported within the window would be dropped again, so it is not even
+            # computed: a key flooding near-duplicates costs the least per request.
+            last = state.reported.get(kind)
+            return last is None or now - last > cfg.window_s
+
+        if due("extraction.near_duplicates"):
+            mine, threshold = seen.shingles, cfg.near_duplicate_similarity
+            dup = sum(1 for p in prompts if _jaccard(p.shingles, mine) >= threshold)
+            if dup + 1 >= cfg.near_duplicate_count:
+                found.append(
+                    Incident(key_id, "extraction.near_duplicates", "medium",
+                             {"similar_prompts": dup + 1, "window_s": cfg.window_s})
+                )  # fmt: skip
+        if due("extraction.prefix_probing"):
+            prefix = _shared_prefix_count(prompts, seen.head)
+            if prefix + 1 >= cfg.prefix_count:
+                found.append(
+                    Incident(key_id, "extraction.prefix_probing", "high",
+                             {"prompts_sharing_prefix": prefix + 1, "window_s": cfg.window_s})
+                )  # fmt: skip
+        if seen.length >= cfg.burst_chars and due("extraction.length_burst"):
+            long_recent = sum(
+                1 for p in prompts if now - p.at <= 60 and p.length >= cfg.burst_chars
+            )
+            if long_recent + 1 >= cfg.burst_count:
+                found.append(
+                    Incident(key_id, "extraction.length_burst", "medium",
+                             {"long_prompts_last_minute": long_recent + 1,
+                              "min_chars": cfg.burst_chars})
+                )  # fmt: skip
         for inc in found:
-            last = state.reported.get(inc.kind)
-            if last is None or now - last > cfg.window_s:
-                state.reported[inc.kind] = now
-                new.append(inc)
-        return new
+            state.reported[inc.kind] = now
+        return found
 
 
 def _shared_prefix_count(prompts: list[_Seen], head: str, min_prefix: int = 24) -> int:
