@@ -193,6 +193,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = await self._get_session()
         target = self._urls.get(url)
         if target is None:
+            if len(self._urls) >= 64:  # a backend posts to one URL; bound it all the same
+                self._urls.clear()
             target = self._urls[url] = URL(url)
         try:
             async with session.post(
