@@ -14,6 +14,7 @@ import codecs
 import re
 import threading
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from itertools import compress
 from typing import Any
 
@@ -77,7 +78,6 @@ class LeakageDetector(RuleDetector):
         self._hex_runs = _runs(_HEX_CHARS, self._hex_min)
         self.min_words = max(3, min_words)
         self._prompt_words: list[str] = []
-        self._prefilter = _Prefilter(None)
         self._grams: set[tuple[str, ...]] = set()
         self._firsts: set[str] = set()
         self._n = 0
@@ -116,7 +116,7 @@ class LeakageDetector(RuleDetector):
             {"canary_index": i, "transform": how},
         )
 
-    def _canaries(self, norm: NormalizedText, checks: frozenset[int] | set[int]) -> list[Finding]:
+    def _canaries(self, norm: NormalizedText, checks: AbstractSet[int]) -> list[Finding]:
         text = norm.text
         low = text.lower()
         out: list[Finding] = []
@@ -221,12 +221,12 @@ class _Prefilter:
 
     WARMUP = 8
 
-    def __init__(self, detector: LeakageDetector | None) -> None:
+    def __init__(self, detector: LeakageDetector) -> None:
         self._detector = detector
         self._scans = 0
         self._db: Any = None
         self._local = threading.local()  # hyperscan scratch space is per thread
-        self._disabled = detector is None
+        self._disabled = False
 
     def _patterns(self, det: LeakageDetector) -> list[tuple[bytes, int]] | None:
         cores = det._cores
@@ -251,7 +251,6 @@ class _Prefilter:
             import hyperscan
         except ModuleNotFoundError:
             return
-        assert self._detector is not None
         patterns = self._patterns(self._detector)
         if not patterns:
             return

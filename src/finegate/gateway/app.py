@@ -40,6 +40,7 @@ def create_app(
     *,
     backends: Mapping[str, ModelBackend] | None = None,
     limiter: Optional["RateLimiter"] = None,
+    freeze_gc: bool = False,
 ) -> "FastAPI":
     """Build the gateway app (the `Gateway` is at ``app.state.gateway``).
 
@@ -48,6 +49,8 @@ def create_app(
         store: The store; default the process store (``FINEGATE_DB`` / ``FINEGATE_HOME``).
         backends: Pre-built backends by upstream name (tests) instead of loading the URIs.
         limiter: A rate limiter; default from the configuration.
+        freeze_gc: Call `gc.freeze` once the gateway has started. A process-wide setting,
+            so only the process's owner (`serve`) turns it on, never an embedding app.
     """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -60,10 +63,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await gw.start()
-        # Everything alive now (modules, config, compiled guards) lives as long as the process;
-        # moving it out of the collector's view cut the gateway's p99 latency under load in
-        # half (full collections kept re-scanning it, stalling every request in flight).
-        gc.freeze()
+        if freeze_gc:
+            # Everything alive now (modules, config, compiled guards) lives as long as the
+            # process; moving it out of the collector's view cut the gateway's p99 latency
+            # under load in half (full collections re-scanned it, stalling every request).
+            gc.freeze()
         try:
             yield
         finally:
@@ -302,7 +306,7 @@ def serve(
         raise ConfigError(
             "the gateway needs fastapi and uvicorn", hint="pip install 'finegate[serve]'"
         ) from None
-    app = create_app(config)
+    app = create_app(config, freeze_gc=True)
     # Keep idle client connections longer than load balancers do (uvicorn's default is 5 s,
     # which races with clients reusing a connection just as the server closes it).
     uvicorn.run(

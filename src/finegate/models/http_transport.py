@@ -72,9 +72,10 @@ def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErr
         return httpx.ConnectError(detail, request=request)
     if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
         return httpx.ReadTimeout(detail, request=request)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return httpx.RemoteProtocolError(detail, request=request)
-    if isinstance(exc, aiohttp.ClientResponseError):  # a malformed status line or headers
+    # ClientResponseError: a malformed status line or headers.
+    protocol = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
+                aiohttp.ClientResponseError)  # fmt: skip
+    if isinstance(exc, protocol):
         return httpx.RemoteProtocolError(detail, request=request)
     if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
         return httpx.ReadError(detail, request=request)
@@ -215,16 +216,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close the pool (only possible from the loop that owns it)."""
-        session, lifetime, self._session, self._lifetime = self._session, self._lifetime, None, None
+        lifetime, self._session, self._lifetime = self._lifetime, None, None
         try:
             same_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
             same_loop = False
         self._loop = None
         if same_loop and lifetime is not None:
-            await lifetime.aclose()  # closes the session
-        elif same_loop and session is not None:
-            await session.close()
+            await lifetime.aclose()  # its `finally` closes the session
 
 
 async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
