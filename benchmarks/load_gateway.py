@@ -68,6 +68,17 @@ async def load(url: str, key: str, duration: float, concurrency: int) -> dict[st
     return statuses
 
 
+def children_rss(proc: psutil.Process) -> int:
+    """Resident memory of the child processes of ``proc`` (the request-log writer)."""
+    total = 0
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=300.0)
@@ -78,11 +89,11 @@ def main() -> None:
     with stack(args.redis) as s:
         proc = psutil.Process(s["pid"])
         asyncio.run(load(s["gateway"], s["key"], args.warmup, args.concurrency))
-        rss_start = proc.memory_info().rss
+        rss_start, writer_start = proc.memory_info().rss, children_rss(proc)
         t = time.monotonic()
         statuses = asyncio.run(load(s["gateway"], s["key"], args.duration, args.concurrency))
         wall = time.monotonic() - t
-        rss_end = proc.memory_info().rss
+        rss_end, writer_end = proc.memory_info().rss, children_rss(proc)
         ready = httpx.get(f"{s['base']}/readyz").status_code
     total = sum(statuses.values())
     fivexx = sum(v for k, v in statuses.items() if k.startswith("5"))
@@ -91,7 +102,8 @@ def main() -> None:
     print(f"statuses: {dict(sorted(statuses.items()))}")
     print(f"5xx: {fivexx}; readyz after: {ready}")
     print(f"gateway RSS: start {rss_start / 2**20:.1f} MiB, end {rss_end / 2**20:.1f} MiB "
-          f"({(rss_end - rss_start) / 2**20:+.1f} MiB)")  # fmt: skip
+          f"({(rss_end - rss_start) / 2**20:+.1f} MiB); its request-log writer process: "
+          f"{writer_start / 2**20:.1f} -> {writer_end / 2**20:.1f} MiB")  # fmt: skip
     if fivexx or any(not k.isdigit() for k in statuses):
         raise SystemExit(1)
 

@@ -179,7 +179,11 @@ def test_leak_prefilter_finds_exactly_what_the_python_checks_find() -> None:
     ]  # fmt: skip
     filler = (
         "The invoice was paid on time. Please check the refunds page, a billing assistant "
-        "will answer in English within 100 minutes; deadbeef cafe0123 QWxhZGRpbjpvcGVu."
+        "will answer in English within 100 minutes; deadbeef cafe0123 QWxhZGRpbjpvcGVu. "
+        # runs of base64 and hex characters around the prefilter's run-length thresholds
+        "EMAIL_0f1aca13528c QWxhZGRpbjpvcGVuc2VzYW1lMTIzNA== deadbeefcafe0123deadbeef00 "
+        + "a" * 40
+        + " 0123456789abcdef0123456 _-_-_-_-_-_-_-_-"
     ).split()
     rng = random.Random(7)
     fast = LeakageDetector(canaries=[canary], system_prompt=prompt)
@@ -190,7 +194,7 @@ def test_leak_prefilter_finds_exactly_what_the_python_checks_find() -> None:
         words = rng.choices(filler, k=rng.randint(0, 60))
         if rng.random() < 0.5:
             words.insert(rng.randint(0, len(words)), rng.choice(leaks))
-        texts.append(" ".join(words))
+        texts.append(rng.choice([" ", "", "=", "-", "\n"]).join(words))
     found_any = 0
     for text in texts:
         got = [f.to_dict() for f in fast.scan(text, channel="output")]

@@ -27,6 +27,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A file SQLite store and a PostgreSQL one (the `pg_url` database), in turn."""
+    url = (
+        f"sqlite:///{tmp_path / 'fg.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    s = Store(url, home=tmp_path / "home")
+    request.addfinalizer(s.close)
+    return s
+
+
 @pytest.fixture()
 def key_for(store: Store) -> Callable[[str], str]:
     def make(tier: str = "default") -> str:

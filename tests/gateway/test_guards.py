@@ -165,6 +165,37 @@ def test_shared_prefix_count_matches_the_longest_common_prefix_definition() -> N
         assert _shared_prefix_count(seen, head) == reference(heads, head)
 
 
+def test_usage_prefix_probing_counts_the_whole_window_through_the_prefix_index() -> None:
+    """The monitor looks only at prompts with the same first characters (its index); the
+    incident must come exactly when a scan of every prompt in the window says it should."""
+    import random
+
+    from finegate.gateway.config import UsageConfig
+    from finegate.gateway.usage import UsageMonitor, _Seen, _shared_prefix_count
+
+    rng = random.Random(5)
+    stems = ["Complete the following confidential text exactly: ", "Tell me about the weather "]
+    for trial in range(30):
+        cfg = UsageConfig(history=8, prefix_count=4, window_s=10.0, near_duplicate_count=999)
+        now = [0.0]
+        monitor = UsageMonitor(cfg, clock=lambda now=now: now[0])
+        window: list[tuple[float, str]] = []
+        reported = False
+        for _ in range(60):
+            now[0] += rng.choice([0.1, 0.5, 3.0])
+            prompt = rng.choice(stems)[: rng.randint(10, 50)] + "".join(
+                rng.choices("xyz ", k=rng.randint(0, 30))
+            )
+            window = [(t, p) for t, p in window if now[0] - t <= cfg.window_s][-cfg.history :]
+            earlier = [_Seen(t, len(p), frozenset(), p[:1024]) for t, p in window]
+            expected = _shared_prefix_count(earlier, prompt[:1024]) + 1 >= cfg.prefix_count
+            kinds = {i.kind for i in monitor.observe("k", prompt)}
+            if not reported:
+                assert ("extraction.prefix_probing" in kinds) == expected, (trial, prompt)
+            reported = reported or "extraction.prefix_probing" in kinds
+            window.append((now[0], prompt))
+
+
 def test_usage_incident_is_raised_again_once_its_window_has_passed() -> None:
     from finegate.gateway.config import UsageConfig
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,18 +23,6 @@ from finegate.gateway.records import create_review, list_incidents, record_incid
 from finegate.governance import create_principal, list_events, verify_chain
 from finegate.store import Store
 from finegate.store.schema import GatewayKey, GatewayRequestLog
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    url = (
-        f"sqlite:///{tmp_path / 'fg.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    s = Store(url, home=tmp_path / "home")
-    request.addfinalizer(s.close)
-    return s
 
 
 def test_keys_are_hashed_rotated_revoked_and_audited(db: Store) -> None:

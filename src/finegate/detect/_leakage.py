@@ -13,7 +13,7 @@ import binascii
 import codecs
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import compress
 from typing import Any
@@ -96,9 +96,9 @@ class LeakageDetector(RuleDetector):
         if not self.canaries and not self._grams:
             return out
         fired = self._prefilter.fired(norm.text) if norm.text.isascii() else None
-        checks = _ALL_CHECKS if fired is None else fired
+        checks = _ALL_CHECKS if fired is None else fired.keys()
         if self.canaries and checks & _CANARY_CHECKS:
-            out.extend(self._canaries(norm, checks))
+            out.extend(self._canaries(norm, checks, fired))
         if self._grams and _PROMPT in checks:
             out.extend(self._prompt(norm))
         return out
@@ -116,7 +116,28 @@ class LeakageDetector(RuleDetector):
             {"canary_index": i, "transform": how},
         )
 
-    def _canaries(self, norm: NormalizedText, checks: AbstractSet[int]) -> list[Finding]:
+    @staticmethod
+    def _runs_of(
+        runs: re.Pattern[str], shortest: int, text: str, checks: AbstractSet[int], check: int,
+        fired: dict[int, list[int]] | None,
+    ) -> Iterator[re.Match[str]]:  # fmt: skip
+        """``runs.finditer(text)``; from the prefilter's run offsets when it has them.
+
+        The prefilter reports each run of at least ``shortest`` characters once, ``shortest``
+        characters after its start, so the regex is matched at each run start instead of
+        being tried across the whole text (pseudonym placeholders such as ``EMAIL_3f2a...``
+        make such runs common in gateway traffic).
+        """
+        if check not in checks:
+            return iter(())
+        if fired is None:
+            return runs.finditer(text)
+        found = (runs.match(text, end - shortest) for end in fired[check])
+        return (m for m in found if m is not None)
+
+    def _canaries(
+        self, norm: NormalizedText, checks: AbstractSet[int], fired: dict[int, list[int]] | None
+    ) -> list[Finding]:
         text = norm.text
         low = text.lower()
         out: list[Finding] = []
@@ -140,7 +161,7 @@ class LeakageDetector(RuleDetector):
                 while start >= 0:
                     out.append(self._hit(norm, start, start + len(rot), i, "rot13"))
                     start = low.find(rot, start + 1)
-        for m in self._b64_runs.finditer(text) if _BASE64 in checks else ():
+        for m in self._runs_of(self._b64_runs, self._b64_min, text, checks, _BASE64, fired):
             blob = m.group(0)
             decoded = ""
             for dec in (base64.b64decode, base64.urlsafe_b64decode):
@@ -153,7 +174,7 @@ class LeakageDetector(RuleDetector):
             for i, core in enumerate(self._cores):
                 if core in flat:
                     out.append(self._hit(norm, m.start(), m.end(), i, "base64"))
-        for m in self._hex_runs.finditer(text) if _HEX in checks else ():
+        for m in self._runs_of(self._hex_runs, self._hex_min, text, checks, _HEX, fired):
             run = m.group(0)[: len(m.group(0)) // 2 * 2]
             flat = re.sub(r"[\W_]", "", bytes.fromhex(run).decode("utf-8", "ignore"))
             for i, core in enumerate(self._cores):
@@ -238,9 +259,10 @@ class _Prefilter:
             out.append((sep.join(re.escape(c) for c in core).encode(), _FORMS))
             out.append((sep.join(re.escape(c) for c in core[::-1]).encode(), _FORMS))
             out.append((re.escape(codecs.encode(core, "rot13")).encode(), _FORMS))
-        if cores:
-            out.append((rf"[{_B64_CHARS}]{{{det._b64_min}}}".encode(), _BASE64))
-            out.append((rf"[{_HEX_CHARS}]{{{det._hex_min}}}".encode(), _HEX))
+        if cores:  # once per run, at its start (not after it): see `LeakageDetector._runs_of`
+            for chars, shortest, check in ((_B64_CHARS, det._b64_min, _BASE64),
+                                           (_HEX_CHARS, det._hex_min, _HEX)):  # fmt: skip
+                out.append((rf"(?:^|[^{chars}])[{chars}]{{{shortest}}}".encode(), check))
         for gram in det._grams:
             out.append((r"[\W_]+".join(re.escape(w) for w in gram).encode(), _PROMPT))
         return out
@@ -255,18 +277,23 @@ class _Prefilter:
         if not patterns:
             return
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
+        once = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
+        every = hyperscan.HS_FLAG_CASELESS  # run starts: each run is one match
         db.compile(
             expressions=[p for p, _ in patterns],
             ids=[g for _, g in patterns],
             elements=len(patterns),
-            flags=[flags] * len(patterns),
+            flags=[every if g in (_BASE64, _HEX) else once for _, g in patterns],
         )
         self._db = db
         self._disabled = False
 
-    def fired(self, text: str) -> set[int] | None:
-        """The checks that may have findings in ``text``; None: run every check."""
+    def fired(self, text: str) -> dict[int, list[int]] | None:
+        """The checks that may have findings in ``text`` with their match ends; None: all.
+
+        The base64 and hex checks get one end per run, ``shortest`` characters after the
+        run's start; the others one end each.
+        """
         if self._disabled:
             return None
         if self._db is None:
@@ -281,12 +308,16 @@ class _Prefilter:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
-        hits: set[int] = set()
+        hits: dict[int, list[int]] = {}
         self._db.scan(
             text.encode("ascii"), match_event_handler=_note, context=hits, scratch=scratch
         )
         return hits
 
 
-def _note(group: int, _from: int, _to: int, _flags: int, hits: set[int]) -> None:
-    hits.add(group)
+def _note(group: int, _from: int, to: int, _flags: int, hits: dict[int, list[int]]) -> None:
+    ends = hits.get(group)
+    if ends is None:
+        hits[group] = [to]
+    else:
+        ends.append(to)

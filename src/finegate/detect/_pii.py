@@ -99,15 +99,47 @@ def _ctx(m: re.Match[str], before: int = 32) -> str:
     return m.string[max(0, m.start() - before) : m.start()].lower()
 
 
+_DOC_SUFFIXES = tuple("." + d for d in _DOC_DOMAINS)
+
+
 def _email(m: re.Match[str], _c: Channel) -> bool:
-    token = _ctx(m, 120).rsplit(None, 1)[-1] if _ctx(m, 120).strip() else ""
-    if "://" in token and not any(c in token.split("://", 1)[1] for c in "/?#="):
-        return False  # user:password@host in a URL authority, not an address
+    before = _ctx(m, 120)
+    if "://" in before:
+        words = before.rsplit(None, 1)
+        token = words[-1] if words else ""
+        if "://" in token and not any(c in token.split("://", 1)[1] for c in "/?#="):
+            return False  # user:password@host in a URL authority, not an address
     domain = m.group(2).lower()
     tld = domain.rsplit(".", 1)[-1]
     if tld in _FILE_EXT or tld in _DOC_TLDS:
         return False
-    return not any(domain == d or domain.endswith("." + d) for d in _DOC_DOMAINS)
+    return domain not in _DOC_DOMAINS and not domain.endswith(_DOC_SUFFIXES)
+
+
+_EMAIL_DOMAIN_RUN = re.compile(r"[A-Za-z0-9.\-]*")
+
+
+def _email_matches(regex: re.Pattern[str], text: str) -> list[re.Match[str]]:
+    r"""``list(regex.finditer(text))`` for the email rule, searching only around each ``@``.
+
+    Every match holds exactly one ``@``: its local part (at most 64 characters, no ``@``)
+    precedes it and its domain lies in the run of domain characters after it. So the match
+    holding an ``@`` (if any) is found by a search from 64 characters before it, or from the
+    previous match's end (``finditer`` does not overlap), to one character past that run
+    (``\b`` looks at it; the search start's ``\b`` sees the real text before it). Prose
+    then costs a few short searches instead of a regex attempt at every word.
+    """
+    out: list[re.Match[str]] = []
+    last = 0
+    at = text.find("@")
+    while at >= 0:
+        run_end = _EMAIL_DOMAIN_RUN.match(text, at + 1).end()  # type: ignore[union-attr]
+        m = regex.search(text, max(last, at - 64), run_end + 1)
+        if m is not None:
+            out.append(m)
+            last = m.end()
+        at = text.find("@", at + 1)
+    return out
 
 
 def _card(m: re.Match[str], _c: Channel) -> Override | bool:
@@ -301,6 +333,7 @@ class PiiDetector(RuleDetector):
                 hs=r"[A-Za-z0-9._%+\-]@[A-Za-z0-9\-]+\.",
                 validate=_email,
                 priority=5,
+                finder=_email_matches,
             ),
             Rule(
                 "pii.phone",

@@ -217,7 +217,10 @@ class Scanner:
             key = same[i]
             ms = memo.get(key)
             if ms is None:
-                ms = memo[key] = list(rules[i].regex.finditer(folded))
+                rule = rules[i]
+                finder = rule.finder
+                ms = finder(rule.regex, folded) if finder else list(rule.regex.finditer(folded))
+                memo[key] = ms
             yield i, ms
 
     def _scan_window(self, text: str, channel: Channel) -> list[Finding]:

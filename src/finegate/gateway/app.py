@@ -34,6 +34,42 @@ __all__ = ["create_app", "serve"]
 log = logging.getLogger("finegate.gateway")
 
 
+class ChatFastPath:
+    """Sends chat requests straight to the chat endpoint, past FastAPI's layers.
+
+    The route stays registered (it documents the endpoint in the OpenAPI schema and answers
+    other methods with 405), but POSTs to it skip the exception, exit-stack, routing and
+    dependency layers: a tenth of the gateway's CPU per request. `create_app` installs it as
+    the innermost middleware (embedding apps and tests get it); `serve` also puts it in
+    front of the whole FastAPI app, so chat requests skip the middleware FastAPI itself wraps
+    around user middleware too (server errors, telemetry, body limit: another ~10%). Errors
+    are unchanged: `Gateway.chat` turns every failure into an OpenAI-shaped answer itself,
+    and the body limit is `read_body`'s.
+
+    Args:
+        app: The ASGI app everything else goes to.
+        endpoint: The chat endpoint (`Request` -> `Response`).
+    """
+
+    def __init__(self, app: Any, endpoint: Any) -> None:
+        from starlette.requests import Request
+
+        self.app = app
+        self.endpoint = endpoint
+        self._request = Request
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == "/v1/chat/completions"
+        ):
+            response = await self.endpoint(self._request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     config: GatewayConfig,
     store: Optional["Store"] = None,
@@ -149,30 +185,8 @@ def create_app(
             return render(reply)
         return render(await gw.chat(body, request.headers.get("authorization")))
 
-    class ChatFastPath:
-        """Sends chat requests straight to `chat_completions`, past FastAPI's routing.
-
-        The route stays registered (it documents the endpoint in the OpenAPI schema and
-        answers other methods with 405), but POSTs to it skip the exception, exit-stack,
-        routing and dependency layers: a tenth of the gateway's CPU per request. Errors are
-        unchanged: `Gateway.chat` turns every failure into an OpenAI-shaped answer itself.
-        """
-
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            if (
-                scope["type"] == "http"
-                and scope["method"] == "POST"
-                and scope["path"] == "/v1/chat/completions"
-            ):
-                response = await chat_completions(Request(scope, receive))
-                await response(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-
-    app.add_middleware(ChatFastPath)
+    app.state.chat_endpoint = chat_completions
+    app.add_middleware(ChatFastPath, endpoint=chat_completions)
 
     @app.get("/v1/models", responses=error_responses(401))
     async def list_models(request: Request) -> Response:
@@ -307,9 +321,10 @@ def serve(
             "the gateway needs fastapi and uvicorn", hint="pip install 'finegate[serve]'"
         ) from None
     app = create_app(config, freeze_gc=True)
+    asgi = ChatFastPath(app, app.state.chat_endpoint)
     # Keep idle client connections longer than load balancers do (uvicorn's default is 5 s,
     # which races with clients reusing a connection just as the server closes it).
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=access_log,
+        asgi, host=host, port=port, log_level=log_level, access_log=access_log,
         timeout_keep_alive=75,
     )  # fmt: skip

@@ -188,6 +188,10 @@ class GatewayConfig(_Model):
         kill_switch_poll_s: How often the kill-switch state is read from the store.
         registry_poll_s: How often ``registry:`` upstreams are re-resolved.
         log_flush_s: How often queued request-log rows are written.
+        request_log_writer: ``process`` (default): a child process writes the request log,
+            keeping database work (and a busy thread contending for the GIL) out of the
+            gateway process; ``thread``: a worker thread of the gateway writes it (always
+            the case for an in-memory SQLite store, which no other process can open).
         metrics_public: Serve ``/metrics`` without a key.
     """
 
@@ -206,6 +210,7 @@ class GatewayConfig(_Model):
     kill_switch_poll_s: float = Field(default=0.5, gt=0)
     registry_poll_s: float = Field(default=5.0, gt=0)
     log_flush_s: float = Field(default=0.5, gt=0)
+    request_log_writer: Literal["process", "thread"] = "process"
     usage: UsageConfig = Field(default_factory=UsageConfig)
     metrics_public: bool = True
 

@@ -1,12 +1,11 @@
 """Gateway state in the store: kill switch, review queue, request log, usage incidents.
 
 Mutations by people (kill switch, review decisions) are role-checked and audited. The
-request log is written off the hot path by `RequestLogWriter`, in batches.
+request log is written off the hot path by `finegate.gateway.request_log`, in batches.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -14,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 
 from finegate.errors import ConfigError, NotFoundError
+from finegate.gateway.request_log import LOG_FIELDS
 from finegate.store.schema import (
     GatewayIncident,
     GatewayModelState,
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from finegate.store.db import Store
 
 __all__ = [
-    "RequestLogWriter",
     "ReviewInfo",
     "create_review",
     "decide_review",
@@ -293,75 +292,7 @@ def list_incidents(store: Store, key_id: str | None = None) -> list[dict[str, An
         ]
 
 
-# -- request log ------------------------------------------------------------------------------
-
-_LOG_FIELDS = (
-    "request_id", "key_id", "tier", "model", "status", "outcome", "messages", "output",
-    "tool_calls", "decisions", "latency_ms", "upstream_ms", "prompt_tokens",
-    "completion_tokens", "created_at",
-)  # fmt: skip
-
-
-class RequestLogWriter:
-    """Queues already-redacted request-log rows and writes them in batches from a task.
-
-    The hot path only appends to a bounded queue; rows are dropped (and counted) when the
-    queue is full rather than slowing requests down.
-    """
-
-    def __init__(
-        self, store: Store, *, flush_s: float = 0.5, batch: int = 500, max_queue: int = 20000
-    ) -> None:
-        self.store = store
-        self.flush_s = flush_s
-        self.batch = batch
-        self.max_queue = max_queue
-        self.dropped = 0
-        self.written = 0
-        self._rows: list[dict[str, Any]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def add(self, row: dict[str, Any]) -> None:
-        """Queue one row (fields of `GatewayRequestLog`)."""
-        if len(self._rows) >= self.max_queue:
-            self.dropped += 1
-            return
-        row.setdefault("created_at", datetime.now(UTC))
-        self._rows.append(row)
-
-    def start(self) -> None:
-        """Start the flushing task in the running loop."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="finegate-gateway-log")
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_s)
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write every queued row now."""
-        while self._rows:
-            rows, self._rows = self._rows[: self.batch], self._rows[self.batch :]
-            try:
-                await asyncio.to_thread(self._write, rows)
-                self.written += len(rows)
-            except Exception as exc:  # noqa: BLE001 - the log must never take the gateway down
-                self.dropped += len(rows)
-                log.error("gateway: request log write failed (%s)", type(exc).__name__)
-
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        clean = [{k: r.get(k) for k in _LOG_FIELDS} for r in rows]
-        with self.store.session() as s:
-            s.execute(insert(GatewayRequestLog), clean)
-
-    async def aclose(self) -> None:
-        """Stop the task and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        await self.flush()
+# -- request log (written by `finegate.gateway.request_log`) ----------------------------------
 
 
 def purge_request_log(store: Store, retention_days: float) -> int:
@@ -387,7 +318,7 @@ def list_request_log(
     with store.session() as s:
         out = []
         for r in s.scalars(stmt):
-            row = {k: getattr(r, k) for k in _LOG_FIELDS}
+            row = {k: getattr(r, k) for k in LOG_FIELDS}
             row["created_at"] = r.created_at.isoformat()
             out.append(row)
         return out

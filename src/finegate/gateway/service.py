@@ -23,7 +23,8 @@ from finegate.gateway.keys import KeyCache, KeyInfo
 from finegate.gateway.metrics import GatewayMetrics
 from finegate.gateway.openapi import KNOWN_FIELDS
 from finegate.gateway.ratelimit import RateLimiter, make_limiter
-from finegate.gateway.records import RequestLogWriter, disabled_models, purge_request_log
+from finegate.gateway.records import disabled_models, purge_request_log
+from finegate.gateway.request_log import make_log_writer
 from finegate.gateway.upstream import Upstream
 from finegate.gateway.usage import UsageMonitor
 from finegate.models.openai_wire import (
@@ -121,7 +122,9 @@ class Gateway:
         self.limiter = limiter or make_limiter(config.redis_url)
         self.usage = UsageMonitor(config.usage)
         self.metrics = GatewayMetrics()
-        self.log_writer = RequestLogWriter(store, flush_s=config.log_flush_s)
+        self.log_writer = make_log_writer(
+            store, mode=config.request_log_writer, flush_s=config.log_flush_s
+        )
         self.upstreams = {u.name: Upstream(u, store) for u in config.upstreams}
         self._given = dict(backends or {})
         self.disabled: dict[str, str] = {}

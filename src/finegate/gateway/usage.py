@@ -42,10 +42,34 @@ class _Seen:
     head: str
 
 
+_MIN_PREFIX = 24
+
+
 @dataclass
 class _KeyState:
     prompts: deque[_Seen]
     reported: dict[str, float] = field(default_factory=dict)
+    # The same prompts by their first `_MIN_PREFIX` characters: only prompts in the bucket
+    # of a new prompt can share a long enough prefix with it (see `_shared_prefix_count`).
+    by_start: dict[str, deque[_Seen]] = field(default_factory=dict)
+
+    def remember(self, seen: _Seen) -> None:
+        if len(self.prompts) == self.prompts.maxlen:
+            self.forget_oldest()
+        self.prompts.append(seen)
+        start = seen.head[:_MIN_PREFIX]
+        bucket = self.by_start.get(start)
+        if bucket is None:
+            bucket = self.by_start[start] = deque()
+        bucket.append(seen)
+
+    def forget_oldest(self) -> None:
+        old = self.prompts.popleft()
+        start = old.head[:_MIN_PREFIX]
+        bucket = self.by_start[start]
+        bucket.popleft()  # buckets keep arrival order, so the oldest prompt leads its bucket
+        if not bucket:
+            del self.by_start[start]
 
 
 def _sketch(text: str, k: int = 64) -> frozenset[int]:
@@ -94,10 +118,11 @@ class UsageMonitor:
                 self._keys.clear()
             state = self._keys[key_id] = _KeyState(deque(maxlen=cfg.history))
         while state.prompts and now - state.prompts[0].at > cfg.window_s:
-            state.prompts.popleft()
+            state.forget_oldest()
         seen = _Seen(now, len(prompt), _sketch(prompt), prompt[:1024])
         prompts = list(state.prompts)
-        state.prompts.append(seen)
+        same_start = list(state.by_start.get(seen.head[:_MIN_PREFIX], ()))
+        state.remember(seen)
         found: list[Incident] = []
 
         def due(kind: str) -> bool:
@@ -115,7 +140,7 @@ class UsageMonitor:
                              {"similar_prompts": dup + 1, "window_s": cfg.window_s})
                 )  # fmt: skip
         if due("extraction.prefix_probing"):
-            prefix = _shared_prefix_count(prompts, seen.head)
+            prefix = _shared_prefix_count(same_start, seen.head)
             if prefix + 1 >= cfg.prefix_count:
                 found.append(
                     Incident(key_id, "extraction.prefix_probing", "high",
@@ -136,7 +161,7 @@ class UsageMonitor:
         return found
 
 
-def _shared_prefix_count(prompts: list[_Seen], head: str, min_prefix: int = 24) -> int:
+def _shared_prefix_count(prompts: list[_Seen], head: str, min_prefix: int = _MIN_PREFIX) -> int:
     """How many earlier prompts share a long prefix with ``head`` but end differently.
 
     The prefix must cover at least half of the shorter prompt and ``min_prefix`` characters;

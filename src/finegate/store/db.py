@@ -37,10 +37,18 @@ def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` with the settings finegate relies on."""
     try:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
+            path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
+                engine = create_engine(url, connect_args={"timeout": 30})
+            else:
+                # One shared connection: by default each thread would get its own, empty,
+                # in-memory database (the gateway writes its request log from a thread).
+                from sqlalchemy.pool import StaticPool
+
+                engine = create_engine(
+                    url, connect_args={"check_same_thread": False}, poolclass=StaticPool
+                )
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return create_engine(url, pool_pre_ping=True)
