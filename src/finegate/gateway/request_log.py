@@ -47,14 +47,13 @@ _CHILD = "from finegate.gateway.request_log import child_main; child_main()"
 
 
 def write_rows(store: Store, rows: list[dict[str, Any]]) -> None:
-    """Insert request-log rows (fields of `GatewayRequestLog`) in one transaction."""
+    """Insert request-log rows (exactly the `LOG_FIELDS`, as queued) in one transaction."""
     from sqlalchemy import insert
 
     from finegate.store.schema import GatewayRequestLog
 
-    clean = [{k: r.get(k) for k in LOG_FIELDS} for r in rows]
     with store.session() as s:
-        s.execute(insert(GatewayRequestLog), clean)
+        s.execute(insert(GatewayRequestLog), rows)
 
 
 class LogWriter:
@@ -82,9 +81,10 @@ class LogWriter:
             self.dropped += 1
             return
         row.setdefault("created_at", datetime.now(UTC))
-        self._queue.append(self._encode(row))
+        self._queue.append(self._encode({k: row.get(k) for k in LOG_FIELDS}))
 
     def _encode(self, row: dict[str, Any]) -> Any:
+        """What the queue holds for one row (its `LOG_FIELDS` only)."""
         return row
 
     def start(self) -> None:
@@ -160,8 +160,7 @@ class ProcessLogWriter(LogWriter):
         self._proc: asyncio.subprocess.Process | None = None
 
     def _encode(self, row: dict[str, Any]) -> bytes:
-        clean = {k: row.get(k) for k in LOG_FIELDS}
-        return json.dumps(clean, default=_json_default, ensure_ascii=False).encode() + b"\n"
+        return json.dumps(row, default=_json_default, ensure_ascii=False).encode() + b"\n"
 
     async def _child(self) -> asyncio.subprocess.Process:
         proc = self._proc
@@ -216,11 +215,7 @@ class ProcessLogWriter(LogWriter):
 
 def make_log_writer(store: Store, *, mode: str = "process", flush_s: float = 0.5) -> LogWriter:
     """The writer for ``mode`` (``process`` or ``thread``); in-memory SQLite forces thread."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(store.url)
-    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-    if mode == "thread" or in_memory:
+    if mode == "thread" or store.in_memory:
         return ThreadLogWriter(store, flush_s=flush_s)
     return ProcessLogWriter(store, flush_s=flush_s)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,15 +34,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def in_memory_sqlite(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (no other process can open it)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` with the settings finegate relies on."""
     try:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[1] if "///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(url, connect_args={"timeout": 30})
-            else:
+            if in_memory_sqlite(url):
                 # One shared connection: by default each thread would get its own, empty,
                 # in-memory database (the gateway writes its request log from a thread).
                 from sqlalchemy.pool import StaticPool
@@ -49,6 +52,9 @@ def make_engine(url: str) -> Engine:
                 engine = create_engine(
                     url, connect_args={"check_same_thread": False}, poolclass=StaticPool
                 )
+            else:
+                Path(str(make_url(url).database)).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return create_engine(url, pool_pre_ping=True)
@@ -61,8 +67,6 @@ def make_engine(url: str) -> Engine:
 
 def _safe_url(url: str) -> str:
     """Hide a password in a database URL before it is printed."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparseable URL is shown by scheme only
@@ -110,6 +114,7 @@ class Store:
         self.home = home or finegate_home()
         self.url = url or database_url()
         self.engine = make_engine(self.url)
+        self.in_memory = in_memory_sqlite(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if auto_migrate:
             migrate(self.engine)
