@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own FINEGATE_HOME; converted models are shared."""
+"""Shared fixtures: a FINEGATE_HOME per test, shared converted models, SQLite+PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from finegate.store import Store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -49,3 +53,34 @@ def pg_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A store on a SQLite file, then on PostgreSQL (a fresh schema of `pg_url`)."""
+    from finegate.store import Store
+
+    url = (
+        f"sqlite:///{tmp_path / 'fg.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    s = Store(url, home=tmp_path / "home")
+    request.addfinalizer(s.close)
+    return s
+
+
+@pytest.fixture()
+def store(db: Store) -> Store:
+    """`db`, under the name most tests use; a package may define a `store` of its own."""
+    return db
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on a SQLite file only (for tests that need no second backend)."""
+    from finegate.store import Store
+
+    s = Store(f"sqlite:///{tmp_path / 'fg.db'}", home=tmp_path / "home")
+    yield s
+    s.close()

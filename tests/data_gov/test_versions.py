@@ -12,15 +12,6 @@ from finegate.errors import NotFoundError, PermissionDeniedError
 from finegate.store import Store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    url = (f"sqlite:///{tmp_path / 'fg.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))  # fmt: skip
-    s = Store(url, home=tmp_path / "home")
-    request.addfinalizer(s.close)
-    return s
-
-
 def _files(tmp_path: Path) -> list[Path]:
     a = write_jsonl(tmp_path / "in_tickets.jsonl", [
         chat("my mail is jane.roe@acme-mail.com", "noted"),

@@ -49,7 +49,6 @@ def mini_mock(mini_script: MockScript) -> MockBackend:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'evals.db'}", home=tmp_path / "home")
-    yield s  # type: ignore[misc]
-    s.close()
+def store(sqlite_store: Store) -> Store:
+    """Eval tests run on SQLite only."""
+    return sqlite_store

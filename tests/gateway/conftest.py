@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,23 +21,9 @@ from gwutil import base_config  # noqa: E402
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'gw.db'}", home=tmp_path / "home")
-    yield s
-    s.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """A file SQLite store and a PostgreSQL one (the `pg_url` database), in turn."""
-    url = (
-        f"sqlite:///{tmp_path / 'fg.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    s = Store(url, home=tmp_path / "home")
-    request.addfinalizer(s.close)
-    return s
+def store(sqlite_store: Store) -> Store:
+    """Gateway tests run on SQLite; those of the store records take `db` (both backends)."""
+    return sqlite_store
 
 
 @pytest.fixture()

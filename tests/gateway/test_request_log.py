@@ -61,9 +61,8 @@ def test_the_process_writer_stores_every_field_of_every_row(db: Store) -> None:
 
 
 def test_a_writer_process_that_dies_is_replaced_and_the_batch_sent_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'fg.db'}", home=tmp_path / "home")
     mark = tmp_path / "died-once"
     # The first child dies without answering; the next one is the real writer.
     monkeypatch.setenv("FG_TEST_MARK", str(mark))
@@ -92,13 +91,11 @@ def test_a_writer_process_that_dies_is_replaced_and_the_batch_sent_again(
     assert (writer.written, writer.dropped) == (8, 0)
     assert [r.request_id for r in _stored(store)] == [f"req-{i}" for i in range(8)]
     assert "writer process exited; restarting (1)" in caplog.text
-    store.close()
 
 
 def test_a_writer_that_keeps_dying_drops_and_counts_the_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'fg.db'}", home=tmp_path / "home")
     monkeypatch.setattr(request_log, "_CHILD", "import sys; sys.exit(3)")
 
     async def go() -> ProcessLogWriter:
@@ -111,13 +108,11 @@ def test_a_writer_that_keeps_dying_drops_and_counts_the_batch(
     writer = asyncio.run(go())
     assert (writer.written, writer.dropped) == (0, 4)
     assert _stored(store) == []
-    store.close()
 
 
 def test_a_batch_the_store_rejects_is_counted_and_later_batches_still_land(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'fg.db'}", home=tmp_path / "home")
 
     async def go() -> ProcessLogWriter:
         writer = ProcessLogWriter(store)
@@ -132,23 +127,20 @@ def test_a_batch_the_store_rejects_is_counted_and_later_batches_still_land(
     writer = asyncio.run(go())
     assert (writer.written, writer.dropped) == (1, 1)
     assert [r.request_id for r in _stored(store)] == ["req-1"]
-    store.close()
 
 
-def test_a_full_queue_drops_and_counts_rather_than_blocking(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'fg.db'}", home=tmp_path / "home")
+def test_a_full_queue_drops_and_counts_rather_than_blocking(store: Store) -> None:
     writer = ThreadLogWriter(store, max_queue=3)
     for i in range(5):
         writer.add(_row(i))
     asyncio.run(writer.aclose())
     assert (writer.written, writer.dropped) == (3, 2)
     assert len(_stored(store)) == 3
-    store.close()
 
 
-def test_in_memory_sqlite_is_written_from_a_thread(tmp_path: Path) -> None:
+def test_in_memory_sqlite_is_written_from_a_thread(store: Store, tmp_path: Path) -> None:
     memory = Store("sqlite:///:memory:", home=tmp_path / "m")
-    on_disk = Store(f"sqlite:///{tmp_path / 'fg.db'}", home=tmp_path / "d")
+    on_disk = store
     assert isinstance(make_log_writer(memory), ThreadLogWriter)
     assert isinstance(make_log_writer(on_disk), ProcessLogWriter)
     assert isinstance(make_log_writer(on_disk, mode="thread"), ThreadLogWriter)
@@ -161,4 +153,3 @@ def test_in_memory_sqlite_is_written_from_a_thread(tmp_path: Path) -> None:
     asyncio.run(go())
     assert [r.request_id for r in _stored(memory)] == ["req-0"]
     memory.close()
-    on_disk.close()

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from finegate.models import ChatRequest, GenerationParams, generate_sync, load_backend
 from finegate.models.mock import MockBackend
 from finegate.models.recording import RecordingBackend
 from finegate.store import Store, count_calls
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    url = (
-        f"sqlite:///{tmp_path / 'fg.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    s = Store(url, home=tmp_path)
-    request.addfinalizer(s.close)
-    return s
 
 
 def test_rerun_is_served_from_store(store: Store) -> None:

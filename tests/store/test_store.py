@@ -13,17 +13,6 @@ from finegate.errors import StoreError
 from finegate.store import Base, Store, count_calls, current_revision, find_cached, record_calls
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fg.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = Store(url, home=tmp_path / "home")
-    request.addfinalizer(s.close)
-    return s
-
-
 def test_migrations_reach_head_and_match_models(store: Store) -> None:
     assert current_revision(store.engine) == "0008_monitor"
     tables = set(inspect(store.engine).get_table_names())
