@@ -7,7 +7,9 @@ pool and C HTTP parser do the same job for a fraction, so `default_transport` re
 `AiohttpTransport` when aiohttp is installed (the ``serve`` extra) and ``None`` (httpx's
 default) otherwise. Callers keep the httpx API: requests, responses, streaming and the httpx
 exception types (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``ReadError``,
-``RemoteProtocolError``) are the same either way.
+``RemoteProtocolError``) are the same either way. `AiohttpTransport.post`, the OpenAI
+backend's shortcut, sends plain-HTTP POSTs through a leaner `PostPool` still
+(`finegate.models.http_pool`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
+
+    from finegate.models.http_pool import PostPool
 
 __all__ = ["AiohttpTransport", "default_transport"]
 
@@ -119,12 +123,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self.keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._pool: PostPool | None = None
         self._urls: dict[str, URL] = {}
         self._lifetime: AsyncGenerator[None, None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
+
+        from finegate.models.http_pool import PostPool
 
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
@@ -142,9 +149,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # The pool is closed by its own loop when that loop shuts down: asyncio.run
             # finalizes live async generators before closing the loop, which runs this one's
             # `finally`. Without it every sync-facade call would leave an open pool behind.
-            lifetime = _close_at_shutdown(session)
+            pool = PostPool(max_idle=self.max_connections, keepalive_s=self.keepalive_s)
+            lifetime = _close_at_shutdown(session, pool)
             await lifetime.__anext__()
-            self._session, self._lifetime, self._loop = session, lifetime, loop
+            self._session, self._pool, self._lifetime, self._loop = session, pool, lifetime, loop
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:  # noqa: D102
@@ -185,13 +193,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         The shortcut for a caller that sends one fixed request shape per call (the OpenAI
         backend): httpx's request building, URL merging, cookie and auth handling were a
-        tenth of the gateway's CPU per request. Errors are the same httpx exceptions as
-        `handle_async_request` raises; the response is decoded by its Content-Encoding.
+        tenth of the gateway's CPU per request. Plain ``http://`` goes through a `PostPool`
+        (httptools' parser, no aiohttp request objects); ``https://`` through aiohttp. Errors
+        are the same httpx exceptions as `handle_async_request` raises; the response is
+        decoded by its Content-Encoding.
         """
         import aiohttp
         from yarl import URL
 
         session = await self._get_session()
+        if url.startswith("http://"):
+            assert self._pool is not None  # made with the session, for the same loop
+            return await self._pool.post(url, headers, content, timeout_s)
         target = self._urls.get(url)
         if target is None:
             if len(self._urls) >= 64:  # a backend posts to one URL; bound it all the same
@@ -216,7 +229,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close the pool (only possible from the loop that owns it)."""
-        lifetime, self._session, self._lifetime = self._lifetime, None, None
+        lifetime, self._session, self._lifetime, self._pool = self._lifetime, None, None, None
         try:
             same_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
@@ -226,9 +239,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await lifetime.aclose()  # its `finally` closes the session
 
 
-async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+async def _close_at_shutdown(
+    session: aiohttp.ClientSession, pool: PostPool
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
+        pool.close()
         if not session.closed:
             await session.close()
