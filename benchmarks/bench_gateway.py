@@ -9,6 +9,10 @@ requests/s.
 
     python benchmarks/bench_gateway.py                 # 3000 requests per target
     python benchmarks/bench_gateway.py --requests 500 --redis redis://127.0.0.1:6379/0
+    python benchmarks/bench_gateway.py --workers 2 --redis redis://127.0.0.1:6379/0
+
+With ``--workers N`` the gateway runs N worker processes on its port (shared state through
+Redis and one usage-monitor service); its CPU is then that of all its processes.
 """
 
 from __future__ import annotations
@@ -116,7 +120,9 @@ def gateway_config(upstream_port: int, redis_url: str | None) -> dict[str, Any]:
 
 
 @contextmanager
-def stack(redis_url: str | None = None, home: Path | None = None) -> Iterator[dict[str, Any]]:
+def stack(
+    redis_url: str | None = None, home: Path | None = None, workers: int = 1
+) -> Iterator[dict[str, Any]]:
     """Start upstream and gateway; yield their URLs, the gateway pid and a key."""
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-")) if home is None else home
     env = {**os.environ, "FINEGATE_HOME": str(tmp / "home")}
@@ -132,7 +138,7 @@ def stack(redis_url: str | None = None, home: Path | None = None) -> Iterator[di
 
     _, key = create_key(open_store(), "default", name="bench")
     gw_args = ["gateway", "--config", str(cfg_path), "--port", str(gw_port),
-               "--log-level", "warning"]  # fmt: skip
+               "--log-level", "warning", "--workers", str(workers)]  # fmt: skip
     with process(up_args, f"http://127.0.0.1:{up_port}/healthz", tmp / "up.log", env):
         with process(gw_args, f"http://127.0.0.1:{gw_port}/readyz", tmp / "gw.log", env) as gw_pid:
             yield {
@@ -203,11 +209,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--redis", default=None, help="Share rate limits through this Redis URL.")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="Gateway worker processes (more than 1 needs --redis).")  # fmt: skip
     ap.add_argument("--unloaded", type=int, default=500,
                     help="Also send this many requests one at a time (0: skip): the added "
                          "latency of one request when nothing queues behind another.")  # fmt: skip
     args = ap.parse_args()
-    with stack(args.redis) as s:
+    if args.workers > 1 and not args.redis:
+        raise SystemExit("--workers > 1 needs --redis (shared rate limits)")
+    with stack(args.redis, workers=args.workers) as s:
         import psutil
 
         gw_proc = psutil.Process(s["pid"])
@@ -235,7 +245,8 @@ def main() -> None:
             single[target] = asyncio.run(run_load(s[target], s["key"], args.unloaded, 1, model))[0]
         metrics = httpx.get(f"{s['base']}/metrics").text
     print(f"concurrency {args.concurrency}, {args.requests} requests of 2 KB per target, "
-          f"guards: all non-ML, redis: {args.redis or 'no (in-process limits)'}")  # fmt: skip
+          f"guards: all non-ML, redis: {args.redis or 'no (in-process limits)'}, "
+          f"gateway workers: {args.workers}")  # fmt: skip
     print(f"{'target':<10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
     for target, (lat, wall) in results.items():
         print(f"{target:<10}{pct(lat, 50) * 1000:>10.2f}{pct(lat, 99) * 1000:>10.2f}"
@@ -245,10 +256,16 @@ def main() -> None:
         f"added latency: p50 {(pct(g, 50) - pct(d, 50)) * 1000:.2f} ms, "
         f"p99 {(pct(g, 99) - pct(d, 99)) * 1000:.2f} ms (goal p50 <= 3, p99 <= 15)"
     )
-    print(f"gateway process CPU: {gw_cpu['gateway'] / args.requests * 1000:.3f} ms per request "
-          f"(user+system, best of two rounds of {args.requests} requests), plus "
-          f"{child_cpu['gateway'] / args.requests * 1000:.3f} ms in its request-log writer "
-          "process")  # fmt: skip
+    per_req = {k: v / args.requests * 1000 for k, v in (*gw_cpu.items(), *(
+        ("child_" + k, v) for k, v in child_cpu.items()))}  # fmt: skip
+    if args.workers == 1:
+        print(f"gateway process CPU: {per_req['gateway']:.3f} ms per request (user+system, "
+              f"best of two rounds of {args.requests} requests), plus "
+              f"{per_req['child_gateway']:.3f} ms in its request-log writer process")  # fmt: skip
+    else:
+        print(f"gateway CPU, all {args.workers} workers and their request-log writers: "
+              f"{per_req['gateway'] + per_req['child_gateway']:.3f} ms per request "
+              f"(user+system, best of two rounds of {args.requests} requests)")  # fmt: skip
     if single:
         d1, g1 = single["direct"], single["gateway"]
         print(f"unloaded (concurrency 1, {args.unloaded} requests): direct p50 "

@@ -15,6 +15,11 @@ gateway_app = typer.Typer(
 keys_app = typer.Typer(help="Gateway API keys: create, list, revoke, rotate.", no_args_is_help=True)
 review_app = typer.Typer(help="Answers held by the gateway for human review.", no_args_is_help=True)
 
+_WORKERS_HELP = (
+    "Worker processes sharing the port (default: the config's 'workers', 1). More than one "
+    "needs redis_url in the config; about one per CPU core the gateway may use."
+)
+
 
 @gateway_app.callback()
 def gateway(
@@ -26,6 +31,7 @@ def gateway(
     port: int = typer.Option(8080, min=0, max=65535, help="TCP port."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(False, "--access-log", help="Log one line per request."),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=256, help=_WORKERS_HELP),
 ) -> None:
     """Start the OpenAI-compatible guard gateway: finegate gateway --config gateway.yaml."""
     if ctx.invoked_subcommand is not None:
@@ -36,10 +42,10 @@ def gateway(
 
     if config is None:
         raise ConfigError("--config is required to start the gateway", hint="see docs/gateway.md")
-    serve(
-        load_config(config), host=host, port=port, log_level=log_level.lower(),
-        access_log=access_log,
-    )  # fmt: skip
+    cfg = load_config(config)
+    if workers is not None:
+        cfg = cfg.model_copy(update={"workers": workers})
+    serve(cfg, host=host, port=port, log_level=log_level.lower(), access_log=access_log)
 
 
 @gateway_app.command("disable")

@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from finegate.errors import ConfigError, FinegateError, NotFoundError, PermissionDeniedError
@@ -77,6 +78,7 @@ def create_app(
     backends: Mapping[str, ModelBackend] | None = None,
     limiter: Optional["RateLimiter"] = None,
     freeze_gc: bool = False,
+    run_dir: Path | None = None,
 ) -> "FastAPI":
     """Build the gateway app (the `Gateway` is at ``app.state.gateway``).
 
@@ -87,6 +89,7 @@ def create_app(
         limiter: A rate limiter; default from the configuration.
         freeze_gc: Call `gc.freeze` once the gateway has started. A process-wide setting,
             so only the process's owner (`serve`) turns it on, never an embedding app.
+        run_dir: The run directory of a multi-worker gateway (`finegate.gateway.workers`).
     """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -94,7 +97,7 @@ def create_app(
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-    gw = Gateway(config, store, backends=backends, limiter=limiter)
+    gw = Gateway(config, store, backends=backends, limiter=limiter, run_dir=run_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -286,7 +289,7 @@ def create_app(
                 await principal(request)
             except GatewayError as exc:
                 return render(exc.reply())
-        return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(gw.render_metrics(), media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -309,10 +312,10 @@ def serve(
     log_level: str = "info",
     access_log: bool = False,
 ) -> None:
-    """Run the gateway with uvicorn until interrupted.
+    """Run the gateway with uvicorn until interrupted (``config.workers`` processes).
 
     Raises:
-        ConfigError: when fastapi/uvicorn are missing.
+        ConfigError: fastapi/uvicorn are missing, or several workers lack shared state.
     """
     try:
         import uvicorn
@@ -320,11 +323,14 @@ def serve(
         raise ConfigError(
             "the gateway needs fastapi and uvicorn", hint="pip install 'finegate[serve]'"
         ) from None
-    app = create_app(config, freeze_gc=True)
-    asgi = ChatFastPath(app, app.state.chat_endpoint)
     # Keep idle client connections longer than load balancers do (uvicorn's default is 5 s,
     # which races with clients reusing a connection just as the server closes it).
-    uvicorn.run(
-        asgi, host=host, port=port, log_level=log_level, access_log=access_log,
-        timeout_keep_alive=75,
-    )  # fmt: skip
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
+                               "access_log": access_log, "timeout_keep_alive": 75}  # fmt: skip
+    if config.workers > 1:
+        from finegate.gateway.workers import run_workers
+
+        run_workers(config, **options)
+        return
+    app = create_app(config, freeze_gc=True)
+    uvicorn.run(ChatFastPath(app, app.state.chat_endpoint), **options)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from finegate.gateway.guards import BLOCKED_OUTPUT, InputResult, OutputResult
-from finegate.gateway.records import create_review, record_incident
+from finegate.gateway.records import create_review
 from finegate.gateway.service import GatewayError, Reply, parse_body, upstream_error
 from finegate.gateway.stream import StreamGuard
 from finegate.models.openai_wire import new_completion_id, response_to_openai, stream_chunks
@@ -83,15 +83,7 @@ async def _admit(gw: Gateway, ctx: _Ctx, data: dict[str, Any], request: ChatRequ
         )  # fmt: skip
     users = [m.content for m in request.messages if m.role == "user"]
     if users:
-        for inc in gw.usage.observe(ctx.key.id, users[-1]):
-            cfg = gw.config.usage
-            gw.metrics.incidents.inc(kind=inc.kind)
-            await asyncio.to_thread(
-                record_incident, gw.store, inc.key_id, inc.kind, inc.severity, inc.details,
-                cfg.throttle,
-            )  # fmt: skip
-            if cfg.throttle:
-                await gw.limiter.throttle(inc.key_id, cfg.throttle_s, cfg.throttle_rpm)
+        await gw.observe_usage(ctx.key.id, users[-1])
     return up
 
 

@@ -193,6 +193,8 @@ class GatewayConfig(_Model):
             gateway process; ``thread``: a worker thread of the gateway writes it (always
             the case for an in-memory SQLite store, which no other process can open).
         metrics_public: Serve ``/metrics`` without a key.
+        workers: Gateway processes sharing the port (see `finegate.gateway.workers`); more
+            than one needs ``redis_url`` and a store other processes can open.
     """
 
     upstreams: tuple[UpstreamConfig, ...]
@@ -213,6 +215,7 @@ class GatewayConfig(_Model):
     request_log_writer: Literal["process", "thread"] = "process"
     usage: UsageConfig = Field(default_factory=UsageConfig)
     metrics_public: bool = True
+    workers: int = Field(default=1, ge=1, le=256)
 
     @field_validator("upstreams")
     @classmethod

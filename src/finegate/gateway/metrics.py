@@ -1,9 +1,16 @@
-"""A small Prometheus text-format registry (counters, gauges, histograms) for the gateway."""
+"""A small Prometheus text-format registry (counters, gauges, histograms) for the gateway.
+
+With several worker processes each worker counts its own requests; `GatewayMetrics.snapshot`
+turns a worker's values into JSON-ready data and `GatewayMetrics.render` adds other workers'
+snapshots to its own, so ``/metrics`` answers for the whole gateway whichever worker serves
+the scrape (see `finegate.gateway.workers`).
+"""
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 __all__ = ["Counter", "Gauge", "GatewayMetrics", "Histogram"]
 
@@ -50,9 +57,18 @@ class Counter:
         """Current value of one series (0 when never incremented)."""
         return self.values.get(tuple(sorted(labels.items())), 0.0)
 
-    def render(self) -> list[str]:
-        """Exposition lines."""
-        return [f"{self.name}{_fmt(k)} {_num(v)}" for k, v in sorted(self.values.items())]
+    def snapshot(self) -> list[Any]:
+        """The series as JSON-ready ``[labels, value]`` pairs."""
+        return [[list(map(list, k)), v] for k, v in self.values.items()]
+
+    def render(self, others: Iterable[Any] = ()) -> list[str]:
+        """Exposition lines; ``others``: other workers' `snapshot` values, added in."""
+        values = dict(self.values)
+        for series in others:
+            for labels, v in series:
+                key = tuple((str(a), str(b)) for a, b in labels)
+                values[key] = values.get(key, 0.0) + float(v)
+        return [f"{self.name}{_fmt(k)} {_num(v)}" for k, v in sorted(values.items())]
 
 
 class Gauge:
@@ -65,9 +81,13 @@ class Gauge:
         self.help = help_
         self.read = read
 
-    def render(self) -> list[str]:
-        """Exposition lines."""
-        return [f"{self.name} {_num(self.read())}"]
+    def snapshot(self) -> float:
+        """The current value."""
+        return self.read()
+
+    def render(self, others: Iterable[Any] = ()) -> list[str]:
+        """Exposition lines; other workers' values are added (the gateway's gauges count)."""
+        return [f"{self.name} {_num(self.read() + sum(float(v) for v in others))}"]
 
 
 class Histogram:
@@ -95,15 +115,29 @@ class Histogram:
         s = self.series.get(tuple(sorted(labels.items())))
         return sum(s[0]) if s else 0
 
-    def render(self) -> list[str]:
-        """Exposition lines."""
+    def snapshot(self) -> list[Any]:
+        """The series as JSON-ready ``[labels, bucket counts, sum]`` triples."""
+        return [[list(map(list, k)), c, t[0]] for k, (c, t) in self.series.items()]
+
+    def render(self, others: Iterable[Any] = ()) -> list[str]:
+        """Exposition lines; ``others``: other workers' `snapshot` values, added in."""
+        width = len(self.buckets) + 1
+        series = {k: (list(c), t[0]) for k, (c, t) in self.series.items()}
+        for part in others:
+            for labels, counts, total in part:
+                if len(counts) != width:  # other buckets (a version mid-deploy): not mixed in
+                    continue
+                key = tuple((str(a), str(b)) for a, b in labels)
+                mine, mine_total = series.get(key, ([0] * width, 0.0))
+                series[key] = ([a + int(b) for a, b in zip(mine, counts, strict=True)],
+                               mine_total + float(total))  # fmt: skip
         out = []
-        for key, (counts, total) in sorted(self.series.items()):
+        for key, (counts, total) in sorted(series.items()):
             acc = 0
             for bound, c in zip((*self.buckets, float("inf")), counts, strict=True):
                 acc += c
                 out.append(f"{self.name}_bucket{_fmt(key, (('le', _num(bound)),))} {acc}")
-            out.append(f"{self.name}_sum{_fmt(key)} {_num(total[0])}")
+            out.append(f"{self.name}_sum{_fmt(key)} {_num(total)}")
             out.append(f"{self.name}_count{_fmt(key)} {acc}")
         return out
 
@@ -145,11 +179,19 @@ class GatewayMetrics:
         """Register a gauge read at scrape time."""
         self._all.append(Gauge(name, help_, read))
 
-    def render(self) -> str:
-        """The Prometheus text exposition of every metric."""
+    def snapshot(self) -> dict[str, Any]:
+        """Every metric's values by name, JSON-ready (what a worker shares with the others)."""
+        return {m.name: m.snapshot() for m in self._all}
+
+    def render(self, others: Sequence[dict[str, Any]] = ()) -> str:
+        """The Prometheus text exposition of every metric.
+
+        Args:
+            others: Other workers' `snapshot` results, added to this process's values.
+        """
         lines: list[str] = []
         for m in self._all:
             lines.append(f"# HELP {m.name} {m.help}")
             lines.append(f"# TYPE {m.name} {m.kind}")
-            lines.extend(m.render())
+            lines.extend(m.render(o[m.name] for o in others if m.name in o))
         return "\n".join(lines) + "\n"

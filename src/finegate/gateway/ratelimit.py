@@ -8,12 +8,16 @@ refused, so concurrent gateway replicas never both take the last slot.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = ["Limit", "MemoryLimiter", "RateLimiter", "RedisLimiter", "make_limiter"]
+
+log = logging.getLogger("finegate.gateway")
 
 
 @dataclass(frozen=True)
@@ -110,54 +114,107 @@ class MemoryLimiter:
         pass
 
 
+# One round trip per request: count the request, add completion tokens reported since this
+# key's last request (`RedisLimiter.add_tokens`), read the window, add the prompt's tokens.
+# Token usage is read after the earlier completions are added and before this prompt's are,
+# as the in-process limiter does.
+_CHECK_SCRIPT = """
+local r = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 180)
+local pending, prompt = tonumber(ARGV[1]), tonumber(ARGV[2])
+if pending > 0 then redis.call('INCRBY', KEYS[3], pending) end
+local t = tonumber(redis.call('GET', KEYS[3]) or '0')
+if prompt > 0 then redis.call('INCRBY', KEYS[3], prompt) end
+if pending > 0 or prompt > 0 then redis.call('EXPIRE', KEYS[3], 180) end
+return {r, tonumber(redis.call('GET', KEYS[2]) or '0'), t,
+        tonumber(redis.call('GET', KEYS[4]) or '0'), tonumber(redis.call('GET', KEYS[5]) or '-1')}
+"""
+
+
 class RedisLimiter:
     """Limits shared by every gateway replica through Redis (one round trip per request).
+
+    Completion tokens (`add_tokens`) are not sent on their own: they travel with the key's
+    next `check`, or at the latest ``flush_s`` later, so other replicas see them within that
+    time. A refused request costs a second round trip (its counts are given back).
 
     Args:
         url: ``redis://host:port/db``.
         prefix: Key prefix, so several gateways (or tests) can share one Redis.
+        flush_s: Most time completion tokens wait for the key's next request.
     """
 
-    def __init__(self, url: str, *, prefix: str = "finegate:rl", clock: Any = time.time) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "finegate:rl", clock: Any = time.time,
+        flush_s: float = 0.5,
+    ) -> None:  # fmt: skip
         from redis import asyncio as aioredis
 
         self._redis = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._check = self._redis.register_script(_CHECK_SCRIPT)
         self.prefix = prefix
+        self.flush_s = flush_s
         self._clock = clock
+        self._pending: dict[str, int] = {}
+        self._flusher: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def _k(self, key_id: str, kind: str, minute: int) -> str:
         return f"{self.prefix}:{key_id}:{kind}:{minute}"
 
     async def check(self, key_id: str, rpm: int, tpm: int, tokens: int) -> Limit:  # noqa: D102
         minute, frac = _window(self._clock())
-        cur_r = self._k(key_id, "r", minute)
-        async with self._redis.pipeline(transaction=False) as p:
-            p.incr(cur_r)
-            p.expire(cur_r, 180)
-            p.get(self._k(key_id, "r", minute - 1))
-            p.get(self._k(key_id, "t", minute))
-            p.get(self._k(key_id, "t", minute - 1))
-            p.get(f"{self.prefix}:{key_id}:throttle")
-            r_cur, _, r_prev, t_cur, t_prev, thr = await p.execute()
-        if thr is not None:
+        cur_r, cur_t = self._k(key_id, "r", minute), self._k(key_id, "t", minute)
+        keys = [cur_r, self._k(key_id, "r", minute - 1), cur_t,
+                self._k(key_id, "t", minute - 1), f"{self.prefix}:{key_id}:throttle"]  # fmt: skip
+        pending = self._pending.pop(key_id, 0)
+        try:
+            r_cur, r_prev, t_cur, t_prev, thr = await self._check(keys, [pending, tokens])
+        except BaseException:
+            self._pending[key_id] = self._pending.get(key_id, 0) + pending
+            raise
+        if thr >= 0:
             rpm = min(rpm, int(thr)) if rpm else int(thr)
-        verdict = _decide(
-            int(r_cur), int(r_prev or 0), int(t_cur or 0), int(t_prev or 0), frac, rpm, tpm
-        )
+        verdict = _decide(int(r_cur), int(r_prev), int(t_cur), int(t_prev), frac, rpm, tpm)
         if not verdict.allowed:
-            await self._redis.decr(cur_r)
-            return verdict
-        if tokens:
-            await self.add_tokens(key_id, tokens)
+            async with self._redis.pipeline(transaction=False) as p:
+                p.decr(cur_r)
+                if tokens:
+                    p.decrby(cur_t, tokens)
+                await p.execute()
         return verdict
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:  # noqa: D102
+        if tokens <= 0:
+            return
+        self._pending[key_id] = self._pending.get(key_id, 0) + tokens
+        if self._flusher is None:
+            loop = asyncio.get_running_loop()
+            self._flusher = loop.call_later(self.flush_s, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flusher = None
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def flush(self) -> None:
+        """Send every key's pending completion tokens now."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
         minute, _ = _window(self._clock())
-        key = self._k(key_id, "t", minute)
-        async with self._redis.pipeline(transaction=False) as p:
-            p.incrby(key, tokens)
-            p.expire(key, 180)
-            await p.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as p:
+                for key_id, tokens in pending.items():
+                    key = self._k(key_id, "t", minute)
+                    p.incrby(key, tokens)
+                    p.expire(key, 180)
+                await p.execute()
+        except Exception as exc:  # noqa: BLE001 - kept for the next try, not lost
+            for key_id, tokens in pending.items():
+                self._pending[key_id] = self._pending.get(key_id, 0) + tokens
+            log.error("gateway: sending token counts to Redis failed (%s)", type(exc).__name__)
 
     async def throttle(self, key_id: str, seconds: float, rpm: int) -> None:  # noqa: D102
         await self._redis.set(
@@ -165,7 +222,14 @@ class RedisLimiter:
         )
 
     async def aclose(self) -> None:  # noqa: D102
-        await self._redis.aclose()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        await asyncio.gather(*self._flushing, return_exceptions=True)
+        try:
+            await self.flush()
+        finally:
+            await self._redis.aclose()
 
 
 def make_limiter(redis_url: str | None, *, prefix: str = "finegate:rl") -> RateLimiter:

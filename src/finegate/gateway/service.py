@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finegate.errors import ConfigError, ModelError, ModelUnavailableError
@@ -23,10 +24,10 @@ from finegate.gateway.keys import KeyCache, KeyInfo
 from finegate.gateway.metrics import GatewayMetrics
 from finegate.gateway.openapi import KNOWN_FIELDS
 from finegate.gateway.ratelimit import RateLimiter, make_limiter
-from finegate.gateway.records import disabled_models, purge_request_log
+from finegate.gateway.records import disabled_models, purge_request_log, record_incident
 from finegate.gateway.request_log import make_log_writer
 from finegate.gateway.upstream import Upstream
-from finegate.gateway.usage import UsageMonitor
+from finegate.gateway.usage import Incident, UsageMonitor
 from finegate.models.openai_wire import (
     WireRequestError,
     error_body,
@@ -35,6 +36,7 @@ from finegate.models.openai_wire import (
 from finegate.models.types import ModelBackend
 
 if TYPE_CHECKING:
+    from finegate.gateway.workers import UsageClient
     from finegate.store.db import Store
 
 __all__ = ["Gateway", "Reply"]
@@ -101,6 +103,8 @@ class Gateway:
         store: The store (keys, kill switch, reviews, log); default: the process store.
         backends: Pre-built backends by upstream name (tests), instead of loading URIs.
         limiter: A rate limiter; default from ``config.redis_url``.
+        run_dir: The run directory of a multi-worker gateway (`finegate.gateway.workers`):
+            usage monitoring goes to its shared service, metrics are shared through it.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class Gateway:
         *,
         backends: Mapping[str, ModelBackend] | None = None,
         limiter: RateLimiter | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         if store is None:
             from finegate.store.db import open_store
@@ -121,6 +126,12 @@ class Gateway:
         self.keys = KeyCache(store, ttl_s=config.key_cache_s)
         self.limiter = limiter or make_limiter(config.redis_url)
         self.usage = UsageMonitor(config.usage)
+        self.run_dir = run_dir
+        self.usage_client: UsageClient | None = None
+        if run_dir is not None and config.usage.enabled:
+            from finegate.gateway.workers import UsageClient, usage_socket
+
+            self.usage_client = UsageClient(usage_socket(run_dir), self.handle_incident)
         self.metrics = GatewayMetrics()
         self.log_writer = make_log_writer(
             store, mode=config.request_log_writer, flush_s=config.log_flush_s
@@ -148,6 +159,10 @@ class Gateway:
                 await up.start()
         await self.poll_state()
         self.log_writer.start()
+        if self.usage_client is not None:
+            await self.usage_client.start()
+        if self.run_dir is not None:
+            self._tasks.append(asyncio.create_task(self._metrics_loop(), name="gateway-metrics"))
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="gateway-poll"))
         self._tasks.append(asyncio.create_task(self._registry_loop(), name="gateway-registry"))
         self._tasks.append(asyncio.create_task(self._purge_loop(), name="gateway-purge"))
@@ -160,7 +175,10 @@ class Gateway:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.usage_client is not None:
+            await self.usage_client.aclose()
         await self.log_writer.aclose()
+        self._share_metrics()
         for up in self.upstreams.values():
             await up.aclose()
         await self.limiter.aclose()
@@ -188,6 +206,48 @@ class Gateway:
                     await up.refresh()
                 except Exception as exc:  # noqa: BLE001 - keep serving the current version
                     log.error("gateway: re-resolving %s failed (%s)", up.name, type(exc).__name__)
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._share_metrics()
+
+    def _share_metrics(self) -> None:
+        if self.run_dir is None:
+            return
+        from finegate.gateway.workers import write_metrics
+
+        try:
+            write_metrics(self.run_dir, self.metrics.snapshot())
+        except OSError as exc:
+            log.error("gateway: cannot share metrics (%s)", type(exc).__name__)
+
+    def render_metrics(self) -> str:
+        """``/metrics``: this process's values, plus the other workers' when there are any."""
+        if self.run_dir is None:
+            return self.metrics.render()
+        from finegate.gateway.workers import read_metrics
+
+        return self.metrics.render(read_metrics(self.run_dir))
+
+    async def observe_usage(self, key_id: str, prompt: str) -> None:
+        """Usage monitoring of one prompt (in this process, or sent to the shared service)."""
+        if self.usage_client is not None:
+            self.usage_client.observe(key_id, prompt)
+            return
+        for incident in self.usage.observe(key_id, prompt):
+            await self.handle_incident(incident)
+
+    async def handle_incident(self, incident: Incident) -> None:
+        """Count and record a usage incident; throttle its key when configured."""
+        cfg = self.config.usage
+        self.metrics.incidents.inc(kind=incident.kind)
+        await asyncio.to_thread(
+            record_incident, self.store, incident.key_id, incident.kind, incident.severity,
+            incident.details, cfg.throttle,
+        )  # fmt: skip
+        if cfg.throttle:
+            await self.limiter.throttle(incident.key_id, cfg.throttle_s, cfg.throttle_rpm)
 
     async def _purge_loop(self) -> None:
         while True:

@@ -106,8 +106,15 @@ class UsageMonitor:
         self._clock = clock
         self._keys: dict[str, _KeyState] = {}
 
-    def observe(self, key_id: str, prompt: str) -> list[Incident]:
-        """Record one prompt of ``key_id``; return incidents newly raised by it."""
+    def observe(self, key_id: str, prompt: str, length: int | None = None) -> list[Incident]:
+        """Record one prompt of ``key_id``; return incidents newly raised by it.
+
+        Args:
+            key_id: The API key's id.
+            prompt: The prompt (or its beginning: only the first 2,000 words and 1,024
+                characters are compared).
+            length: The whole prompt's length when ``prompt`` is its beginning.
+        """
         cfg = self.config
         if not cfg.enabled:
             return []
@@ -119,7 +126,8 @@ class UsageMonitor:
             state = self._keys[key_id] = _KeyState(deque(maxlen=cfg.history))
         while state.prompts and now - state.prompts[0].at > cfg.window_s:
             state.forget_oldest()
-        seen = _Seen(now, len(prompt), _sketch(prompt), prompt[:1024])
+        size = len(prompt) if length is None else length
+        seen = _Seen(now, size, _sketch(prompt), prompt[:1024])
         prompts = list(state.prompts)
         same_start = list(state.by_start.get(seen.head[:_MIN_PREFIX], ()))
         state.remember(seen)
