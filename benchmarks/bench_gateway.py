@@ -263,7 +263,8 @@ def main() -> None:
               f"best of two rounds of {args.requests} requests), plus "
               f"{per_req['child_gateway']:.3f} ms in its request-log writer process")  # fmt: skip
     else:
-        print(f"gateway CPU, all {args.workers} workers and their request-log writers: "
+        print(f"gateway CPU, all {args.workers} workers, their request-log writers and the "
+              "usage monitor: "
               f"{per_req['gateway'] + per_req['child_gateway']:.3f} ms per request "
               f"(user+system, best of two rounds of {args.requests} requests)")  # fmt: skip
     if single:

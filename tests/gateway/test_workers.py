@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from finegate.gateway.usage import Incident
 from finegate.gateway.workers import (
     UsageClient,
     UsageService,
+    gateway_run_dir,
     read_metrics,
-    run_workers,
     write_metrics,
 )
 
@@ -165,11 +166,71 @@ def test_several_workers_need_redis_and_a_shared_store(
 ) -> None:
     cfg = GatewayConfig.model_validate({"upstreams": [{"name": "a", "uri": "mock:echo"}],
                                         "workers": 2})  # fmt: skip
-    with pytest.raises(ConfigError, match="redis_url"):
-        run_workers(cfg, port=0)
+    with pytest.raises(ConfigError, match="redis_url"), gateway_run_dir(cfg):
+        pass
     monkeypatch.setenv("FINEGATE_DB", "sqlite://")
     from finegate.store.db import reset_default_store
 
     reset_default_store()
-    with pytest.raises(ConfigError, match="in-memory"):
-        run_workers(cfg.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"}), port=0)
+    shared = cfg.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ConfigError, match="in-memory"), gateway_run_dir(shared):
+        pass
+
+
+def test_the_usage_monitor_process_serves_is_restarted_and_stops(isolated_home: Path) -> None:
+    import psutil
+
+    cfg = GatewayConfig.model_validate(
+        {"upstreams": [{"name": "a", "uri": "mock:echo"}], "usage": {"near_duplicate_count": 2}}
+    )
+    seen: list[Incident] = []
+
+    def monitors() -> list[psutil.Process]:
+        return [c for c in psutil.Process().children() if "usage_main" in " ".join(c.cmdline())]
+
+    async def probe(run_dir: Path) -> None:
+        async def on_incident(incident: Incident) -> None:
+            seen.append(incident)
+
+        client = UsageClient(run_dir / "usage.sock", on_incident)
+        await client.start()
+        client.observe("k", f"{PROBE} a")
+        client.observe("k", f"{PROBE} b")
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+        await client.aclose()
+
+    with gateway_run_dir(cfg) as run_dir:
+        written = json.loads((run_dir / "config.json").read_text())
+        assert written["usage"]["near_duplicate_count"] == 2
+        (child,) = monitors()
+        asyncio.run(probe(run_dir))
+        assert [i.kind for i in seen] == ["extraction.near_duplicates"]
+        child.kill()
+        child.wait(10)
+        for _ in range(100):  # checked every second, then started again
+            again = monitors()
+            if again and (run_dir / "usage.sock").exists():
+                break
+            time.sleep(0.1)
+        assert again and again[0].pid != child.pid
+        seen.clear()
+        asyncio.run(probe(run_dir))  # a fresh monitor: the two prompts cross again
+        assert [i.kind for i in seen] == ["extraction.near_duplicates"]
+    assert not run_dir.exists()
+    again[0].wait(10)  # stopped with the gateway
+
+
+def test_prompts_the_monitor_could_not_get_are_a_metric(
+    tmp_path: Path, sqlite_store: object
+) -> None:
+    from finegate.gateway.service import Gateway
+
+    cfg = GatewayConfig.model_validate({"upstreams": [{"name": "a", "uri": "mock:echo"}]})
+    gw = Gateway(cfg, sqlite_store, run_dir=tmp_path)  # type: ignore[arg-type]
+    assert gw.usage_client is not None and not gw.shares_metrics  # one worker: no files
+    assert _value(gw.render_metrics(), "finegate_gateway_usage_dropped") == 0
+    gw.usage_client.observe("k", "not connected yet")
+    assert _value(gw.render_metrics(), "finegate_gateway_usage_dropped") == 1

@@ -89,7 +89,8 @@ def create_app(
         limiter: A rate limiter; default from the configuration.
         freeze_gc: Call `gc.freeze` once the gateway has started. A process-wide setting,
             so only the process's owner (`serve`) turns it on, never an embedding app.
-        run_dir: The run directory of a multi-worker gateway (`finegate.gateway.workers`).
+        run_dir: The run directory of a multi-worker gateway (`finegate.gateway.workers`):
+            usage monitoring goes to its monitor process, metrics are shared through it.
     """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -328,9 +329,13 @@ def serve(
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
                                "access_log": access_log, "timeout_keep_alive": 75}  # fmt: skip
     if config.workers > 1:
-        from finegate.gateway.workers import run_workers
+        from finegate.gateway.workers import gateway_run_dir, run_workers
 
-        run_workers(config, **options)
+        with gateway_run_dir(config) as run_dir:
+            run_workers(config, run_dir, **options)
         return
+    # One worker monitors usage in its own process: a monitor process of its own took ~0.06 ms
+    # of the event loop's CPU per request but cost ~0.1 ms in the other process, and gave no
+    # measurable gain on two cores (docs/gateway.md, Several workers).
     app = create_app(config, freeze_gc=True)
     uvicorn.run(ChatFastPath(app, app.state.chat_endpoint), **options)

@@ -222,8 +222,13 @@ def make_log_writer(store: Store, *, mode: str = "process", flush_s: float = 0.5
 
 def child_main() -> None:
     """The writer process: batches of JSON lines on stdin, one answer line each on stdout."""
+    import signal
+
     from finegate.store.db import Store
 
+    # Ctrl-C reaches the whole process group; the gateway ends this process itself (closing
+    # stdin) once the rows it still holds are written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # stdout carries the answers; anything else printing there would corrupt them.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

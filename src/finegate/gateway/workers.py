@@ -1,22 +1,23 @@
 """Several gateway worker processes behind one port (``workers: N``).
 
-One event loop serves about one request per millisecond of the gateway's CPU; on a machine
-with more cores, ``workers: N`` runs N processes that accept connections from one listening
-socket (uvicorn's process manager: it restarts a worker that dies). What must be one state
-for the whole gateway is shared:
+One event loop serves about one request per half millisecond of the gateway's CPU; on a
+machine with more cores, ``workers: N`` runs N processes that accept connections from one
+listening socket (uvicorn's process manager: it restarts a worker that dies). What must be
+one state for the whole gateway is shared:
 
 * **rate limits and throttles** through Redis (``redis_url`` is required);
 * **keys, kill switch, reviews, request log** through the store, as for one process;
-* **usage monitoring** in one `UsageService` (a thread of the parent process, on a Unix
-  socket in the run directory): every worker sends each prompt there, so probing spread over
-  many connections — and so over several workers — is seen as one key's traffic; incidents
-  come back to the worker that sent the prompt, which records them and throttles the key;
+* **usage monitoring** in a usage-monitor process (`usage_main`): one `UsageMonitor` on a
+  Unix socket in a private run directory. Every worker sends each prompt there, so probing
+  spread over many connections — and so over several workers — is seen as one key's
+  traffic. Incidents come back to the worker that sent the crossing prompt, which records
+  them and throttles the key. The parent restarts the process if it dies;
 * **metrics**: each worker writes its values to ``metrics/<pid>.json`` in the run directory
   every second, and whichever worker answers ``/metrics`` adds the others' in. A dead
   worker's file stays, so counters never go backwards when uvicorn replaces it.
 
 The run directory (a private temporary directory, 0700) also holds the validated
-configuration the workers load (`worker_app`), so secrets in it never travel in the
+configuration the workers and the monitor load, so secrets in it never travel in the
 environment.
 """
 
@@ -27,9 +28,10 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,12 @@ from finegate.gateway.usage import Incident, UsageMonitor
 __all__ = [
     "RUN_DIR_ENV",
     "UsageClient",
+    "UsageProcess",
     "UsageService",
+    "gateway_run_dir",
     "read_metrics",
     "run_workers",
+    "usage_main",
     "usage_socket",
     "worker_app",
     "write_metrics",
@@ -96,6 +101,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 class UsageService:
     """One `UsageMonitor` for all workers, served on a Unix socket from a thread.
+
+    The usage-monitor process (`usage_main`) runs one; tests run it in their own process.
 
     Each line a worker sends is ``{"k": key id, "p": prompt start, "n": prompt length}``;
     each incident it raises is answered as one JSON line on the same connection.
@@ -248,60 +255,169 @@ class UsageClient:
 
 # -- processes ----------------------------------------------------------------------------
 
+_USAGE_CHILD = "from finegate.gateway.workers import usage_main; usage_main()"
 
-def worker_app() -> Any:
-    """The ASGI app of one worker (uvicorn's factory; reads the run directory)."""
-    from finegate.gateway.app import ChatFastPath, create_app
 
+def _load_config(run_dir: Path) -> GatewayConfig:
+    return GatewayConfig.model_validate_json((run_dir / _CONFIG_FILE).read_text("utf-8"))
+
+
+def usage_main() -> None:
+    """The usage-monitor process: serve until stdin closes (the gateway ended or died)."""
+    import signal
+    import sys
+
+    # Ctrl-C reaches the whole process group; the gateway shuts this process down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_dir = Path(os.environ[RUN_DIR_ENV])
-    config = GatewayConfig.model_validate_json((run_dir / _CONFIG_FILE).read_text("utf-8"))
-    app = create_app(config, freeze_gc=True, run_dir=run_dir)
-    return ChatFastPath(app, app.state.chat_endpoint)
+    service = UsageService(_load_config(run_dir).usage, usage_socket(run_dir))
+    service.start()
+    sys.stdin.buffer.read()  # EOF when the parent closes the pipe or is gone
+    service.stop()
 
 
-def run_workers(config: GatewayConfig, **uvicorn_options: Any) -> None:
-    """Run ``config.workers`` gateway processes on one socket until interrupted.
+class UsageProcess:
+    """Starts the usage-monitor process and starts it again if it dies.
 
     Args:
-        config: The gateway configuration (``workers`` > 1, ``redis_url`` set).
-        **uvicorn_options: ``host``, ``port``, ``log_level``, ``access_log``, ...
+        run_dir: The run directory (configuration file; the socket goes there).
+        check_s: How often the process is checked.
+    """
+
+    def __init__(self, run_dir: Path, check_s: float = 1.0) -> None:
+        self.run_dir = run_dir
+        self.check_s = check_s
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+
+    def _spawn(self, timeout_s: float = 30.0) -> None:
+        import sys
+        import time
+
+        sock = usage_socket(self.run_dir)
+        sock.unlink(missing_ok=True)
+        env = {**os.environ, RUN_DIR_ENV: str(self.run_dir)}
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-c", _USAGE_CHILD], stdin=subprocess.PIPE, env=env
+        )
+        deadline = time.monotonic() + timeout_s
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise ConfigError(f"the usage-monitor process did not start (exit {proc.poll()})")
+            time.sleep(0.02)
+        self._proc = proc
+
+    def start(self) -> None:
+        """Start the process; return once it accepts connections.
+
+        Raises:
+            ConfigError: it did not start.
+        """
+        self._spawn()
+        self._watch = threading.Thread(target=self._watch_loop, name="usage-watch", daemon=True)
+        self._watch.start()
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(self.check_s):
+            proc = self._proc
+            if proc is not None and proc.poll() is not None and not self._stop.is_set():
+                log.error("gateway: usage-monitor process exited (%s); restarting", proc.returncode)
+                self.restarts += 1
+                try:
+                    self._spawn()
+                except ConfigError as exc:
+                    log.error("gateway: %s", exc.message)
+
+    @property
+    def pid(self) -> int | None:
+        """The current process's id."""
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self) -> None:
+        """Let the process exit (closing its stdin) and stop watching it."""
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(5)
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def gateway_run_dir(config: GatewayConfig) -> Iterator[Path]:
+    """The run directory of a multi-worker gateway, with its usage-monitor process running.
 
     Raises:
-        ConfigError: no ``redis_url``, or the store is an in-memory database.
+        ConfigError: several workers without ``redis_url`` or with an in-memory store, or the
+            usage monitor did not start.
     """
-    import uvicorn
-
     from finegate.store.db import open_store
 
-    if not config.redis_url:
+    if config.workers > 1 and not config.redis_url:
         raise ConfigError(
             f"workers: {config.workers} needs redis_url: rate limits and throttles must be "
             "shared by the worker processes", hint="redis_url: redis://127.0.0.1:6379/0",
         )  # fmt: skip
-    if open_store().in_memory:
+    if config.workers > 1 and open_store().in_memory:
         raise ConfigError("several gateway workers cannot share an in-memory store",
                           hint="set FINEGATE_DB to a SQLite file or PostgreSQL URL")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="finegate-gateway-") as tmp:
         run_dir = Path(tmp)
         (run_dir / _METRICS_DIR).mkdir()
         (run_dir / _CONFIG_FILE).write_text(config.model_dump_json(), encoding="utf-8")
-        service = UsageService(config.usage, run_dir / _USAGE_SOCKET)
-        service.start()
-        previous = os.environ.get(RUN_DIR_ENV)
-        os.environ[RUN_DIR_ENV] = tmp  # the workers are spawned with this environment
+        usage = UsageProcess(run_dir) if config.usage.enabled else None
+        if usage is not None:
+            usage.start()
         try:
-            uvicorn.run(
-                "finegate.gateway.workers:worker_app", factory=True, workers=config.workers,
-                **uvicorn_options,
-            )  # fmt: skip
+            yield run_dir
         finally:
-            service.stop()
-            if previous is None:
-                os.environ.pop(RUN_DIR_ENV, None)
-            else:
-                os.environ[RUN_DIR_ENV] = previous
+            if usage is not None:
+                usage.stop()
+
+
+def worker_app() -> Any:
+    """The ASGI app of one worker (uvicorn's factory; reads the run directory)."""
+    from finegate.gateway.app import ChatFastPath, create_app
+
+    run_dir = Path(os.environ[RUN_DIR_ENV])
+    app = create_app(_load_config(run_dir), freeze_gc=True, run_dir=run_dir)
+    return ChatFastPath(app, app.state.chat_endpoint)
+
+
+def run_workers(config: GatewayConfig, run_dir: Path, **uvicorn_options: Any) -> None:
+    """Run ``config.workers`` gateway processes on one socket until interrupted.
+
+    Args:
+        config: The gateway configuration (``workers`` > 1).
+        run_dir: From `gateway_run_dir`.
+        **uvicorn_options: ``host``, ``port``, ``log_level``, ``access_log``, ...
+    """
+    import uvicorn
+
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # the workers are spawned with this environment
+    try:
+        uvicorn.run(
+            "finegate.gateway.workers:worker_app", factory=True, workers=config.workers,
+            **uvicorn_options,
+        )  # fmt: skip
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
 
 
 def usage_socket(run_dir: Path) -> Path:
-    """The usage service's socket in a run directory."""
+    """The usage monitor's socket in a run directory."""
     return run_dir / _USAGE_SOCKET
