@@ -154,8 +154,8 @@ async def test_redis_completion_tokens_travel_with_the_next_check_or_a_flush() -
         refused = await b.check("k", 0, 100, 1)  # 102 used
         assert not refused.allowed and "tokens" in refused.reason
         # The refused request gave its request and tokens back.
-        assert await a._redis.get(f"{prefix}:k:t:2") == b"102"
-        assert await a._redis.get(f"{prefix}:k:r:2") == b"3"
+        assert await a._client.call("GET", f"{prefix}:k:t:2") == b"102"
+        assert await a._client.call("GET", f"{prefix}:k:r:2") == b"3"
     finally:
         await a.aclose()
         await b.aclose()

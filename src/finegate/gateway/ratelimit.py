@@ -9,6 +9,7 @@ refused, so concurrent gateway replicas never both take the last slot.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -130,9 +131,35 @@ return {r, tonumber(redis.call('GET', KEYS[2]) or '0'), t,
         tonumber(redis.call('GET', KEYS[4]) or '0'), tonumber(redis.call('GET', KEYS[5]) or '-1')}
 """
 
+_CHECK_SHA = hashlib.sha1(_CHECK_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis' script id
+
+
+class _Calls(Protocol):
+    async def call(self, *args: str | int | bytes) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _RedisPy:
+    """redis-py for what `RespClient` does not serve (TLS, Unix sockets)."""
+
+    def __init__(self, url: str) -> None:
+        from redis import asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    async def call(self, *args: str | int | bytes) -> Any:
+        return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
 
 class RedisLimiter:
     """Limits shared by every gateway replica through Redis (one round trip per request).
+
+    Commands go through `finegate.gateway.redis_wire.RespClient` (redis-py for ``rediss://``
+    and Unix-socket URLs).
 
     Completion tokens (`add_tokens`) are not sent on their own: they travel with the key's
     next `check`, or at the latest ``flush_s`` later, so other replicas see them within that
@@ -148,10 +175,9 @@ class RedisLimiter:
         self, url: str, *, prefix: str = "finegate:rl", clock: Any = time.time,
         flush_s: float = 0.5,
     ) -> None:  # fmt: skip
-        from redis import asyncio as aioredis
+        from finegate.gateway.redis_wire import RespClient
 
-        self._redis = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        self._check = self._redis.register_script(_CHECK_SCRIPT)
+        self._client: _Calls = RespClient.from_url(url) or _RedisPy(url)
         self.prefix = prefix
         self.flush_s = flush_s
         self._clock = clock
@@ -169,7 +195,7 @@ class RedisLimiter:
                 self._k(key_id, "t", minute - 1), f"{self.prefix}:{key_id}:throttle"]  # fmt: skip
         pending = self._pending.pop(key_id, 0)
         try:
-            r_cur, r_prev, t_cur, t_prev, thr = await self._check(keys, [pending, tokens])
+            r_cur, r_prev, t_cur, t_prev, thr = await self._script(keys, pending, tokens)
         except BaseException:
             self._pending[key_id] = self._pending.get(key_id, 0) + pending
             raise
@@ -177,12 +203,21 @@ class RedisLimiter:
             rpm = min(rpm, int(thr)) if rpm else int(thr)
         verdict = _decide(int(r_cur), int(r_prev), int(t_cur), int(t_prev), frac, rpm, tpm)
         if not verdict.allowed:
-            async with self._redis.pipeline(transaction=False) as p:
-                p.decr(cur_r)
-                if tokens:
-                    p.decrby(cur_t, tokens)
-                await p.execute()
+            give_back = [self._client.call("DECR", cur_r)]
+            if tokens:
+                give_back.append(self._client.call("DECRBY", cur_t, tokens))
+            await asyncio.gather(*give_back)  # sent together: one round trip
         return verdict
+
+    async def _script(self, keys: list[str], pending: int, tokens: int) -> list[int]:
+        args: tuple[str | int, ...] = (len(keys), *keys, pending, tokens)
+        try:
+            return list(await self._client.call("EVALSHA", _CHECK_SHA, *args))
+        except Exception as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+        # The server does not have the script yet (restarted, or first use): send it whole.
+        return list(await self._client.call("EVAL", _CHECK_SCRIPT, *args))
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:  # noqa: D102
         if tokens <= 0:
@@ -204,22 +239,21 @@ class RedisLimiter:
         if not pending:
             return
         minute, _ = _window(self._clock())
+        calls = []
+        for key_id, tokens in pending.items():
+            key = self._k(key_id, "t", minute)
+            calls.append(self._client.call("INCRBY", key, tokens))
+            calls.append(self._client.call("EXPIRE", key, 180))
         try:
-            async with self._redis.pipeline(transaction=False) as p:
-                for key_id, tokens in pending.items():
-                    key = self._k(key_id, "t", minute)
-                    p.incrby(key, tokens)
-                    p.expire(key, 180)
-                await p.execute()
+            await asyncio.gather(*calls)
         except Exception as exc:  # noqa: BLE001 - kept for the next try, not lost
             for key_id, tokens in pending.items():
                 self._pending[key_id] = self._pending.get(key_id, 0) + tokens
             log.error("gateway: sending token counts to Redis failed (%s)", type(exc).__name__)
 
     async def throttle(self, key_id: str, seconds: float, rpm: int) -> None:  # noqa: D102
-        await self._redis.set(
-            f"{self.prefix}:{key_id}:throttle", rpm, px=max(1, int(seconds * 1000))
-        )
+        key = f"{self.prefix}:{key_id}:throttle"
+        await self._client.call("SET", key, rpm, "PX", max(1, int(seconds * 1000)))
 
     async def aclose(self) -> None:  # noqa: D102
         if self._flusher is not None:
@@ -229,7 +263,7 @@ class RedisLimiter:
         try:
             await self.flush()
         finally:
-            await self._redis.aclose()
+            await self._client.aclose()
 
 
 def make_limiter(redis_url: str | None, *, prefix: str = "finegate:rl") -> RateLimiter:
