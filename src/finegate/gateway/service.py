@@ -104,8 +104,7 @@ class Gateway:
         backends: Pre-built backends by upstream name (tests), instead of loading URIs.
         limiter: A rate limiter; default from ``config.redis_url``.
         run_dir: The run directory of a multi-worker gateway (`finegate.gateway.workers`):
-            usage monitoring goes to its monitor process; with ``config.workers`` > 1 metrics
-            are shared through it.
+            usage monitoring goes to its monitor process, metrics are shared through it.
     """
 
     def __init__(
@@ -128,7 +127,6 @@ class Gateway:
         self.limiter = limiter or make_limiter(config.redis_url)
         self.usage = UsageMonitor(config.usage)
         self.run_dir = run_dir
-        self.shares_metrics = run_dir is not None and config.workers > 1
         self.usage_client: UsageClient | None = None
         if run_dir is not None and config.usage.enabled:
             from finegate.gateway.workers import UsageClient, usage_socket
@@ -169,7 +167,7 @@ class Gateway:
         self.log_writer.start()
         if self.usage_client is not None:
             await self.usage_client.start()
-        if self.shares_metrics:
+        if self.run_dir is not None:
             self._tasks.append(asyncio.create_task(self._metrics_loop(), name="gateway-metrics"))
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="gateway-poll"))
         self._tasks.append(asyncio.create_task(self._registry_loop(), name="gateway-registry"))
@@ -221,7 +219,7 @@ class Gateway:
             self._share_metrics()
 
     def _share_metrics(self) -> None:
-        if not self.shares_metrics or self.run_dir is None:
+        if self.run_dir is None:
             return
         from finegate.gateway.workers import write_metrics
 
@@ -232,7 +230,7 @@ class Gateway:
 
     def render_metrics(self) -> str:
         """``/metrics``: this process's values, plus the other workers' when there are any."""
-        if not self.shares_metrics or self.run_dir is None:
+        if self.run_dir is None:
             return self.metrics.render()
         from finegate.gateway.workers import read_metrics
 

@@ -161,7 +161,7 @@ class UsageService:
                     continue
                 for incident in self.monitor.observe(key, prompt, size):
                     writer.write(json.dumps(asdict(incident)).encode() + b"\n")
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+        except (ConnectionError, ValueError) as exc:
             log.warning("gateway: usage-monitor connection dropped (%s)", type(exc).__name__)
         finally:
             writer.close()
@@ -217,7 +217,7 @@ class UsageClient:
             try:
                 while line := await reader.readline():
                     await self._incident(line)
-            except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+            except (ConnectionError, ValueError) as exc:
                 log.error("gateway: usage-monitor connection lost (%s)", type(exc).__name__)
             finally:
                 self._writer = None
@@ -287,7 +287,6 @@ class UsageProcess:
     def __init__(self, run_dir: Path, check_s: float = 1.0) -> None:
         self.run_dir = run_dir
         self.check_s = check_s
-        self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
@@ -325,16 +324,10 @@ class UsageProcess:
             proc = self._proc
             if proc is not None and proc.poll() is not None and not self._stop.is_set():
                 log.error("gateway: usage-monitor process exited (%s); restarting", proc.returncode)
-                self.restarts += 1
                 try:
                     self._spawn()
                 except ConfigError as exc:
                     log.error("gateway: %s", exc.message)
-
-    @property
-    def pid(self) -> int | None:
-        """The current process's id."""
-        return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
         """Let the process exit (closing its stdin) and stop watching it."""

@@ -28,7 +28,11 @@ import httpx
 if TYPE_CHECKING:
     import httptools
 
-__all__ = ["PostPool"]
+__all__ = ["FRAMING_HEADERS", "PostPool"]
+
+# Hop-by-hop and framing headers: computed by the sender for the body it sends; a caller's
+# value would contradict it.
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,9 @@ class PostPool:
             httpx.RemoteProtocolError: a malformed answer, or the connection dropped mid-way.
         """
         target = self._target(url)
-        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _FRAMING)
+        lines = "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in FRAMING_HEADERS
+        )
         data = b"%sContent-Length: %d\r\n%s\r\n%s" % (
             target.head, len(content), lines.encode("latin-1"), content
         )  # fmt: skip
@@ -253,7 +259,3 @@ class PostPool:
             for conn in idle:
                 conn.close()
         self._idle.clear()
-
-
-# Computed by `post` itself; a caller's value would contradict the body sent.
-_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})

@@ -21,16 +21,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from finegate.models.http_pool import FRAMING_HEADERS, PostPool
+
 if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
-    from finegate.models.http_pool import PostPool
-
 __all__ = ["AiohttpTransport", "default_transport"]
-
-# Hop-by-hop and framing headers: aiohttp computes its own for the body it sends.
-_SKIP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
@@ -131,8 +128,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        from finegate.models.http_pool import PostPool
-
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             # A session's connections belong to the loop that opened them; a new loop (the
@@ -161,7 +156,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         session = await self._get_session()
         headers = [
-            (k, v) for k, v in request.headers.multi_items() if k.lower() not in _SKIP
+            (k, v) for k, v in request.headers.multi_items() if k.lower() not in FRAMING_HEADERS
         ]  # fmt: skip
         body = await request.aread()
         try:
