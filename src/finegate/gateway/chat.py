@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from finegate import _json as fast_json
 from finegate.gateway.guards import BLOCKED_OUTPUT, InputResult, OutputResult
 from finegate.gateway.records import create_review
 from finegate.gateway.service import GatewayError, Reply, parse_body, upstream_error
@@ -24,7 +24,7 @@ __all__ = ["handle_chat", "pending_body"]
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+    return b"data: %s\n\n" % fast_json.dumps(obj)
 
 
 def pending_body(review_id: str, model: str) -> dict[str, Any]:

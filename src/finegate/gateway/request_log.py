@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finegate import _json as fast_json
+
 if TYPE_CHECKING:
     from finegate.store.db import Store
 
@@ -160,7 +162,7 @@ class ProcessLogWriter(LogWriter):
         self._proc: asyncio.subprocess.Process | None = None
 
     def _encode(self, row: dict[str, Any]) -> bytes:
-        return json.dumps(row, default=_json_default, ensure_ascii=False).encode() + b"\n"
+        return fast_json.dumps(row, default=_json_default) + b"\n"
 
     async def _child(self) -> asyncio.subprocess.Process:
         proc = self._proc

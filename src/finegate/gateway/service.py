@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finegate import _json as fast_json
 from finegate.errors import ConfigError, ModelError, ModelUnavailableError
 from finegate.gateway.config import GatewayConfig, TierConfig
 from finegate.gateway.guards import GuardBlocked, GuardEngine
@@ -300,7 +301,7 @@ class Gateway:
         """Handle one ``POST /v1/chat/completions``."""
         from finegate.gateway.chat import handle_chat
 
-        ctx = _Ctx(request_id=f"req_{uuid.uuid4().hex[:20]}", start=time.perf_counter())
+        ctx = _Ctx(request_id=f"req_{os.urandom(10).hex()}", start=time.perf_counter())
         try:
             reply = await handle_chat(self, ctx, body, authorization)
         except GatewayError as exc:
@@ -373,7 +374,8 @@ def parse_body(config: GatewayConfig, body: bytes) -> tuple[dict[str, Any], Any,
             "invalid_request_error", "body_too_large",
         )  # fmt: skip
     try:
-        data = json.loads(body.decode("utf-8"))
+        body.decode("utf-8")  # a clear error for bytes that are not UTF-8, before parsing
+        data = fast_json.loads(body)
     except UnicodeDecodeError:
         raise GatewayError(
             400, "request body is not valid UTF-8", "invalid_request_error", "invalid_utf8"

@@ -36,6 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from finegate import _json as fast_json
 from finegate.errors import ConfigError
 from finegate.gateway.config import GatewayConfig, UsageConfig
 from finegate.gateway.usage import Incident, UsageMonitor
@@ -242,7 +243,7 @@ class UsageClient:
             self.dropped += 1
             return
         line = {"k": key_id, "p": prompt[:_SENT_CHARS], "n": len(prompt)}
-        writer.write(json.dumps(line).encode() + b"\n")
+        writer.write(fast_json.dumps(line) + b"\n")
 
     async def aclose(self) -> None:
         """Stop reading and close the connection."""

@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from finegate import _json as fast_json
 from finegate.errors import ConfigError, ModelAuthError, ModelResponseError, ModelUnavailableError
 from finegate.models.http_transport import AiohttpTransport, default_transport
 from finegate.models.openai_wire import encode_body, request_to_openai, response_from_openai
@@ -294,7 +295,7 @@ class OpenAIBackend:
         status = resp.status_code
         if status == 200:
             try:
-                data = json.loads(resp.content)
+                data = fast_json.loads(resp.content)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ModelResponseError(
                     f"{self.url} answered 200 with a body that is not JSON: "

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from finegate import _json as fast_json
 from finegate.errors import ConfigError, ModelResponseError
 from finegate.models.types import (
     ChatMessage,
@@ -94,7 +95,7 @@ def check_text(text: str, where: str) -> None:
 
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """Serialize a JSON body as compact UTF-8 bytes."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return fast_json.dumps(body)
 
 
 # --------------------------------------------------------------------------- client side
@@ -448,7 +449,7 @@ def _number(data: Mapping[str, Any], key: str, default: float, low: float, high:
 
 def new_completion_id() -> str:
     """Return a fresh ``chatcmpl-...`` id."""
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    return f"chatcmpl-{os.urandom(12).hex()}"
 
 
 def _assistant_message(response: ChatResponse) -> dict[str, Any]:
