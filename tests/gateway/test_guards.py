@@ -196,6 +196,44 @@ def test_usage_prefix_probing_counts_the_whole_window_through_the_prefix_index()
             window.append((now[0], prompt))
 
 
+def test_usage_near_duplicates_match_comparing_every_prompt_in_the_window() -> None:
+    """The monitor skips the comparisons when its hash counts rule the signal out; the
+    incident (and its count) must come exactly when comparing every prompt says so."""
+    import random
+
+    from finegate.gateway.config import UsageConfig
+    from finegate.gateway.usage import _jaccard, _sketch
+
+    rng = random.Random(11)
+    words = "alpha beta gamma delta echo fox golf hotel india juliet kilo lima mike".split()
+    for trial in range(40):
+        cfg = UsageConfig(
+            history=12, window_s=10.0, near_duplicate_count=rng.randint(2, 6),
+            near_duplicate_similarity=rng.choice([0.5, 0.85, 1.0]), prefix_count=999,
+        )  # fmt: skip
+        now = [0.0]
+        monitor = UsageMonitor(cfg, clock=lambda now=now: now[0])
+        bases = [" ".join(rng.choices(words, k=rng.randint(2, 90))) for _ in range(3)]
+        window: list[tuple[float, frozenset[int]]] = []
+        reported = False
+        for _ in range(80):
+            now[0] += rng.choice([0.1, 0.5, 4.0])
+            base = rng.choice(bases).split()
+            for _ in range(rng.randint(0, 6)):  # a few edits: near, or not so near
+                base[rng.randrange(len(base))] = rng.choice(words)
+            prompt = " ".join(base)
+            window = [(t, s) for t, s in window if now[0] - t <= cfg.window_s][-cfg.history :]
+            mine = _sketch(prompt)
+            dup = sum(1 for _, s in window if _jaccard(s, mine) >= cfg.near_duplicate_similarity)
+            found = [i for i in monitor.observe("k", prompt) if i.kind.endswith("duplicates")]
+            if not reported:
+                assert bool(found) == (dup + 1 >= cfg.near_duplicate_count), (trial, prompt)
+                if found:
+                    assert found[0].details["similar_prompts"] == dup + 1
+            reported = reported or bool(found)
+            window.append((now[0], mine))
+
+
 def test_usage_incident_is_raised_again_once_its_window_has_passed() -> None:
     from finegate.gateway.config import UsageConfig
 

@@ -15,8 +15,9 @@ window) and, when configured, the key is throttled.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from finegate.gateway.config import UsageConfig
@@ -52,11 +53,22 @@ class _KeyState:
     # The same prompts by their first `_MIN_PREFIX` characters: only prompts in the bucket
     # of a new prompt can share a long enough prefix with it (see `_shared_prefix_count`).
     by_start: dict[str, deque[_Seen]] = field(default_factory=dict)
+    # How many prompts hold each sketch hash: bounds the near-duplicate count without
+    # comparing the new prompt with each (`shared_hashes`). Forgotten prompts stay counted
+    # until `forgotten` reaches the history size and the counts are rebuilt: the bound only
+    # grows looser, and no per-hash Python loop runs per request.
+    hash_counts: Counter[int] = field(default_factory=Counter)
+    forgotten: int = 0
+
+    def shared_hashes(self, sketch: frozenset[int]) -> int:
+        """At least the sum over the prompts of the hashes each shares with ``sketch``."""
+        return sum(map(self.hash_counts.get, sketch, repeat(0)))
 
     def remember(self, seen: _Seen) -> None:
         if len(self.prompts) == self.prompts.maxlen:
             self.forget_oldest()
         self.prompts.append(seen)
+        self.hash_counts.update(seen.shingles)
         start = seen.head[:_MIN_PREFIX]
         bucket = self.by_start.get(start)
         if bucket is None:
@@ -65,6 +77,12 @@ class _KeyState:
 
     def forget_oldest(self) -> None:
         old = self.prompts.popleft()
+        self.forgotten += 1
+        if self.forgotten >= (self.prompts.maxlen or 1):
+            self.forgotten = 0
+            self.hash_counts = Counter()
+            for p in self.prompts:
+                self.hash_counts.update(p.shingles)
         start = old.head[:_MIN_PREFIX]
         bucket = self.by_start[start]
         bucket.popleft()  # buckets keep arrival order, so the oldest prompt leads its bucket
@@ -130,6 +148,7 @@ class UsageMonitor:
         seen = _Seen(now, size, _sketch(prompt), prompt[:1024])
         prompts = list(state.prompts)
         same_start = list(state.by_start.get(seen.head[:_MIN_PREFIX], ()))
+        shared = state.shared_hashes(seen.shingles)
         state.remember(seen)
         found: list[Incident] = []
 
@@ -139,8 +158,12 @@ class UsageMonitor:
             last = state.reported.get(kind)
             return last is None or now - last > cfg.window_s
 
-        if due("extraction.near_duplicates"):
-            mine, threshold = seen.shingles, cfg.near_duplicate_similarity
+        mine, threshold = seen.shingles, cfg.near_duplicate_similarity
+        # Each earlier near-duplicate shares at least threshold * len(mine) of mine's hashes,
+        # so fewer shared hashes in all than the needed count of them rules the signal out
+        # exactly, without the comparisons (most traffic: ~0.15 ms of a request's CPU).
+        possible = shared >= (cfg.near_duplicate_count - 1) * threshold * len(mine)
+        if possible and due("extraction.near_duplicates"):
             dup = sum(1 for p in prompts if _jaccard(p.shingles, mine) >= threshold)
             if dup + 1 >= cfg.near_duplicate_count:
                 found.append(
