@@ -149,18 +149,25 @@ def _mask(f: Finding) -> str:
 
 
 def _merge(findings: Iterable[Finding]) -> list[Finding]:
-    """Merge overlapping spans into one finding each (most severe, then longest, wins)."""
+    """Merge overlapping spans into one finding each (most severe, then longest, wins).
+
+    A finding that overlaps nothing is returned as it is (the common case: no copy).
+    """
     groups: list[list[Finding]] = []
     end = -1
-    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+    for f in sorted(findings, key=_span_order):
         if groups and f.start < end:
             groups[-1].append(f)
-            end = max(end, f.end)
+            if f.end > end:
+                end = f.end
         else:
             groups.append([f])
             end = f.end
     out = []
     for g in groups:
+        if len(g) == 1:
+            out.append(g[0])
+            continue
         best = max(g, key=lambda f: (f.severity, f.end - f.start))
         s, e = min(f.start for f in g), max(f.end for f in g)
         out.append(
@@ -176,6 +183,10 @@ def _merge(findings: Iterable[Finding]) -> list[Finding]:
             )
         )
     return out
+
+
+def _span_order(f: Finding) -> tuple[int, int]:
+    return (f.start, -f.end)
 
 
 def redact(
@@ -220,14 +231,15 @@ def redact(
     pos = 0
     for f in _merge(chosen):
         value = text[f.start : f.end]
-        f = Finding(f.kind, f.start, f.end, f.severity, f.detail, f.detector, value, f.meta)
+        if f.text != value:
+            f = Finding(f.kind, f.start, f.end, f.severity, f.detail, f.detector, value, f.meta)
         if mode == "redact":
             label = label_for(f.kind)
             key = (label, value)
-            if key not in numbers:
-                per_label[label] = per_label.get(label, 0) + 1
-                numbers[key] = per_label[label]
-            rep = f"[{label}_{numbers[key]}]"
+            number = numbers.get(key)
+            if number is None:
+                number = numbers[key] = per_label[label] = per_label.get(label, 0) + 1
+            rep = f"[{label}_{number}]"
         elif mode == "mask":
             rep = _mask(f)
         else:

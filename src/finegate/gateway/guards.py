@@ -114,14 +114,28 @@ class OutputResult:
 
 
 def _first_rule(rules: Sequence[GuardRule], stage: Stage, f: Finding) -> GuardRule | None:
+    """The first of ``rules`` that covers ``f`` on ``stage`` (cached: configs do not change)."""
+    key = (id(rules), stage, f.kind, f.severity)
+    hit = _RULE_CACHE.get(key)
+    if hit is not None and hit[0] is rules:
+        return hit[1]
+    found = None
     for rule in rules:
         if (
             rule.stage == stage
             and f.severity >= Severity.parse(rule.min_severity)
             and rule.matches(f.kind)
         ):
-            return rule
-    return None
+            found = rule
+            break
+    if len(_RULE_CACHE) >= 4096:
+        _RULE_CACHE.clear()
+    # The cached tuple holds `rules`, so its id cannot be reused while the entry lives.
+    _RULE_CACHE[key] = (rules, found)
+    return found
+
+
+_RULE_CACHE: dict[tuple[int, str, str, Severity], tuple[Sequence[GuardRule], GuardRule | None]] = {}
 
 
 def _decision(stage: str, rule: GuardRule, f: Finding, where: str) -> Decision:
