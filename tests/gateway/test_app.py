@@ -345,3 +345,55 @@ async def test_concurrent_requests_are_independent(gateway: Any, key_for: Any) -
     assert [r.json()["choices"][0]["message"]["content"] for r in rs] == [
         f"q{i}" for i in range(20)
     ]
+
+
+async def test_chat_answers_reach_the_transport_in_one_write() -> None:
+    """Under uvicorn, `ChatFastPath` hands the status line, headers and body to the socket
+    at once; the server's own transport is back in place afterwards, and closing (for
+    ``Connection: close``) sends what was held first."""
+    from starlette.responses import Response
+
+    from finegate.gateway.app import ChatFastPath
+
+    class Transport:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            assert not self.closed
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Cycle:  # the shape of uvicorn's RequestResponseCycle that matters here
+        def __init__(self, close: bool) -> None:
+            self.transport: Any = Transport()
+            self.close = close
+
+        async def send(self, message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+            else:
+                self.transport.write(message.get("body", b""))
+                if self.close:
+                    self.transport.close()
+
+    async def endpoint(_: Any) -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    for close in (False, True):
+        cycle = Cycle(close)
+        real = cycle.transport
+        await ChatFastPath(None, endpoint)(scope, receive, cycle.send)
+        assert cycle.transport is real
+        assert real.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"ok":true}']
+        assert real.closed is close

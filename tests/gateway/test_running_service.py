@@ -4,6 +4,7 @@ registry re-resolution, the CLI."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -278,3 +279,65 @@ async def test_registry_upstream_follows_promotion_and_rollback(gateway: Any, st
         assert gw.upstreams["support-bot"].version == "support-bot@2"
         rollback(store, "support-bot", reason="bad answers")
         assert await until(client, lambda t: t == "hello there") == "hello there"
+
+
+def _read_answers(sock: socket.socket, n: int) -> tuple[list[tuple[int, bytes]], bool]:
+    """Read ``n`` HTTP answers from ``sock``: (status, body) each, and whether it then closed."""
+    import httptools
+
+    answers: list[tuple[int, bytes]] = []
+
+    class Collector:
+        body = b""
+
+        def on_body(self, data: bytes) -> None:
+            self.body += data
+
+        def on_message_complete(self) -> None:
+            answers.append((parser.get_status_code(), self.body))
+            self.body = b""
+
+    collector = Collector()
+    parser = httptools.HttpResponseParser(collector)
+    sock.settimeout(20)
+    while len(answers) < n:
+        data = sock.recv(65536)
+        assert data, f"connection closed after {len(answers)} of {n} answers"
+        parser.feed_data(data)
+    sock.settimeout(1)
+    try:
+        closed = sock.recv(65536) == b""
+    except TimeoutError:
+        closed = False
+    return answers, closed
+
+
+def test_pipelined_and_closing_requests_on_one_connection(isolated_home: Path) -> None:
+    """The chat path hands each answer to the socket in one write (`app._OneWrite`): answers
+    to pipelined requests stay whole and in order, and ``Connection: close`` is honoured
+    after the answer is sent."""
+    key = new_key(isolated_home)
+    with running_gateway(base_config(), isolated_home) as base:
+        port = int(base.rsplit(":", 1)[1])
+
+        def request(text: str, close: bool = False) -> bytes:
+            body = json.dumps(chat(text)).encode()
+            head = (
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}"
+                f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                + ("Connection: close\r\n" if close else "")
+                + "\r\n"
+            )
+            return head.encode() + body
+
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request("first") + request("second") + request("third", close=True))
+            answers, closed = _read_answers(sock, 3)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request("alone"))
+            alone, closed_alone = _read_answers(sock, 1)
+    assert [status for status, _ in answers] == [200, 200, 200]
+    texts = [json.loads(body)["choices"][0]["message"]["content"] for _, body in answers]
+    assert texts == ["first", "second", "third"]
+    assert closed, "the gateway kept the connection open after Connection: close"
+    assert alone[0][0] == 200 and not closed_alone

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from finegate import _json as fast_json
 from finegate.errors import ConfigError, FinegateError, NotFoundError, PermissionDeniedError
 from finegate.gateway.config import GatewayConfig
 from finegate.gateway.openapi import CHAT_REQUEST, error_responses
@@ -66,9 +67,49 @@ class ChatFastPath:
             and scope["path"] == "/v1/chat/completions"
         ):
             response = await self.endpoint(self._request(scope, receive))
-            await response(scope, receive, send)
+            cycle = getattr(send, "__self__", None)
+            transport = getattr(cycle, "transport", None)
+            if transport is None or not hasattr(transport, "write"):
+                await response(scope, receive, send)
+                return
+            merged = _OneWrite(transport)
+            cycle.transport = merged  # type: ignore[union-attr]
+            try:
+                await response(scope, receive, send)
+            finally:
+                cycle.transport = transport  # type: ignore[union-attr]
+                merged.flush()
             return
         await self.app(scope, receive, send)
+
+
+class _OneWrite:
+    """Holds a response's writes and hands them to the transport as one (one send call).
+
+    uvicorn writes the status line and headers as soon as the app starts its answer, and the
+    body separately: two system calls per answer where one does.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    def flush(self) -> None:
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def create_app(
@@ -130,7 +171,9 @@ def create_app(
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", **reply.headers},
             )
-        return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        return Response(
+            fast_json.dumps(reply.body), reply.status, reply.headers, "application/json"
+        )
 
     def error(status: int, message: str, type_: str, code: str) -> Response:
         return JSONResponse(error_body(message, type_=type_, code=code), status_code=status)

@@ -128,6 +128,11 @@ class _Connection(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc)
 
+    def _timed_out(self, timeout_s: float) -> None:
+        # The error is made only when it happens: building an httpx error per request cost
+        # as much as parsing the answer.
+        self._fail(httpx.ReadTimeout(f"no answer within {timeout_s:g}s"))
+
     async def exchange(self, data: bytes, timeout_s: float) -> _Answer:
         """Send ``data`` (a whole request); return status, headers, body, keep-alive."""
         assert self.transport is not None
@@ -135,9 +140,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[_Answer] = loop.create_future()
         self._waiter = waiter
-        timer = loop.call_later(
-            timeout_s, self._fail, httpx.ReadTimeout(f"no answer within {timeout_s:g}s")
-        )
+        timer = loop.call_later(timeout_s, self._timed_out, timeout_s)
         self.transport.write(data)
         try:
             return await waiter
