@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +79,12 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float =
 
 
 @contextmanager
-def process(args: list[str], health: str, log: Path, env: dict[str, str]) -> Iterator[int]:
-    cmd = [sys.executable, "-c", "from finegate.cli.main import run; run()", *args]
+def process(
+    args: list[str], health: str, log: Path, env: dict[str, str], script: str | None = None
+) -> Iterator[int]:
+    """Run ``finegate ARGS`` (or ``python SCRIPT ARGS``) until the block ends."""
+    head = [script] if script else ["-c", "from finegate.cli.main import run; run()"]
+    cmd = [sys.executable, *head, *args]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     try:
@@ -121,9 +125,12 @@ def gateway_config(upstream_port: int, redis_url: str | None) -> dict[str, Any]:
 
 @contextmanager
 def stack(
-    redis_url: str | None = None, home: Path | None = None, workers: int = 1
+    redis_url: str | None = None, home: Path | None = None, workers: int = 1, floor: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """Start upstream and gateway; yield their URLs, the gateway pid and a key."""
+    """Start upstream and gateway; yield their URLs, the gateway pid and a key.
+
+    With ``floor`` a bare proxy (`bare_proxy.py`) to the same upstream starts too (``bare``).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-")) if home is None else home
     env = {**os.environ, "FINEGATE_HOME": str(tmp / "home")}
     env.pop("FINEGATE_DB", None)
@@ -140,8 +147,12 @@ def stack(
     gw_args = ["gateway", "--config", str(cfg_path), "--port", str(gw_port),
                "--log-level", "warning", "--workers", str(workers)]  # fmt: skip
     with process(up_args, f"http://127.0.0.1:{up_port}/healthz", tmp / "up.log", env):
-        with process(gw_args, f"http://127.0.0.1:{gw_port}/readyz", tmp / "gw.log", env) as gw_pid:
+        with (
+            process(gw_args, f"http://127.0.0.1:{gw_port}/readyz", tmp / "gw.log", env) as gw_pid,
+            bare_proxy(up_port, tmp, env) if floor else nullcontext({}) as bare,
+        ):
             yield {
+                **bare,
                 "direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
                 "gateway": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
                 "base": f"http://127.0.0.1:{gw_port}",
@@ -149,6 +160,16 @@ def stack(
                 "pid": gw_pid,
                 "home": tmp,
             }
+
+
+@contextmanager
+def bare_proxy(up_port: int, tmp: Path, env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """The bare proxy in front of the upstream: its URL (``bare``) and pid (``bare_pid``)."""
+    port = free_port()
+    script = str(Path(__file__).with_name("bare_proxy.py"))
+    args = ["--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}/v1/chat/completions"]
+    with process(args, f"http://127.0.0.1:{port}/readyz", tmp / "bare.log", env, script) as pid:
+        yield {"bare": f"http://127.0.0.1:{port}/v1/chat/completions", "bare_pid": pid}
 
 
 async def run_load(
@@ -214,35 +235,49 @@ def main() -> None:
     ap.add_argument("--unloaded", type=int, default=500,
                     help="Also send this many requests one at a time (0: skip): the added "
                          "latency of one request when nothing queues behind another.")  # fmt: skip
+    ap.add_argument("--floor", action="store_true",
+                    help="Also send the load through a bare Python proxy (bare_proxy.py): the "
+                         "latency any gateway on this server stack adds before checking "
+                         "anything.")  # fmt: skip
     args = ap.parse_args()
     if args.workers > 1 and not args.redis:
         raise SystemExit("--workers > 1 needs --redis (shared rate limits)")
-    with stack(args.redis, workers=args.workers) as s:
+    targets = ("direct", "gateway", "bare") if args.floor else ("direct", "gateway")
+    with stack(args.redis, workers=args.workers, floor=args.floor) as s:
         import psutil
 
-        gw_proc = psutil.Process(s["pid"])
-        gw_cpu = {"direct": float("inf"), "gateway": float("inf")}
-        child_cpu = {"direct": float("inf"), "gateway": float("inf")}
-        for target in ("direct", "gateway"):  # warm up both (connections, caches, JIT-free)
-            asyncio.run(run_load(s[target], s["key"], 200, args.concurrency, "mock:echo"
-                                 if target == "direct" else "bot"))  # fmt: skip
+        procs = {"gateway": psutil.Process(s["pid"])}
+        if args.floor:
+            procs["bare"] = psutil.Process(s["bare_pid"])
+        cpu = {t: float("inf") for t in procs}
+        child_cpu = float("inf")
+
+        def model(target: str) -> str:
+            return "bot" if target == "gateway" else "mock:echo"
+
+        for target in targets:  # warm up every target (connections, caches)
+            asyncio.run(run_load(s[target], s["key"], 200, args.concurrency, model(target)))
         results = {}
-        for target in ("direct", "gateway", "direct", "gateway"):
-            model = "mock:echo" if target == "direct" else "bot"
-            cpu0, child0 = sum(gw_proc.cpu_times()[:2]), children_cpu(gw_proc)
+        for target in targets * 2:
+            proc = procs.get(target)
+            cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
+            child0 = children_cpu(procs["gateway"])
             lat, wall, st = asyncio.run(
-                run_load(s[target], s["key"], args.requests, args.concurrency, model)
+                run_load(s[target], s["key"], args.requests, args.concurrency, model(target))
             )
-            gw_cpu[target] = min(gw_cpu[target], sum(gw_proc.cpu_times()[:2]) - cpu0)
-            child_cpu[target] = min(child_cpu[target], children_cpu(gw_proc) - child0)
+            if proc is not None:
+                cpu[target] = min(cpu[target], sum(proc.cpu_times()[:2]) - cpu0)
+            if target == "gateway":
+                child_cpu = min(child_cpu, children_cpu(procs["gateway"]) - child0)
             assert set(st) == {200}, f"{target}: {st}"
             prev = results.get(target)
             if prev is None or statistics.median(lat) < statistics.median(prev[0]):
                 results[target] = (lat, wall)  # best of two rounds per target
         single = {}
-        for target in ("direct", "gateway") if args.unloaded else ():
-            model = "mock:echo" if target == "direct" else "bot"
-            single[target] = asyncio.run(run_load(s[target], s["key"], args.unloaded, 1, model))[0]
+        for target in targets if args.unloaded else ():
+            single[target] = asyncio.run(
+                run_load(s[target], s["key"], args.unloaded, 1, model(target))
+            )[0]
         metrics = httpx.get(f"{s['base']}/metrics").text
     print(f"concurrency {args.concurrency}, {args.requests} requests of 2 KB per target, "
           f"guards: all non-ML, redis: {args.redis or 'no (in-process limits)'}, "
@@ -251,13 +286,15 @@ def main() -> None:
     for target, (lat, wall) in results.items():
         print(f"{target:<10}{pct(lat, 50) * 1000:>10.2f}{pct(lat, 99) * 1000:>10.2f}"
               f"{len(lat) / wall:>10.0f}")  # fmt: skip
-    d, g = results["direct"][0], results["gateway"][0]
-    print(
-        f"added latency: p50 {(pct(g, 50) - pct(d, 50)) * 1000:.2f} ms, "
-        f"p99 {(pct(g, 99) - pct(d, 99)) * 1000:.2f} ms (goal p50 <= 3, p99 <= 15)"
-    )
-    own_ms = gw_cpu["gateway"] / args.requests * 1000
-    children_ms = child_cpu["gateway"] / args.requests * 1000
+    d = results["direct"][0]
+    for target in targets[1:]:
+        g = results[target][0]
+        print(
+            f"added latency ({target}): p50 {(pct(g, 50) - pct(d, 50)) * 1000:.2f} ms, "
+            f"p99 {(pct(g, 99) - pct(d, 99)) * 1000:.2f} ms (goal p50 <= 3, p99 <= 15)"
+        )
+    own_ms = cpu["gateway"] / args.requests * 1000
+    children_ms = child_cpu / args.requests * 1000
     if args.workers == 1:
         print(f"gateway process CPU: {own_ms:.3f} ms per request (user+system, best of two "
               f"rounds of {args.requests} requests), plus {children_ms:.3f} ms in its "
@@ -266,12 +303,17 @@ def main() -> None:
         print(f"gateway CPU, all {args.workers} workers, their request-log writers and the "
               f"usage monitor: {own_ms + children_ms:.3f} ms per request (user+system, best "
               f"of two rounds of {args.requests} requests)")  # fmt: skip
+    if args.floor:
+        print(f"bare proxy process CPU: {cpu['bare'] / args.requests * 1000:.3f} ms per request")
     if single:
-        d1, g1 = single["direct"], single["gateway"]
+        d1 = single["direct"]
         print(f"unloaded (concurrency 1, {args.unloaded} requests): direct p50 "
-              f"{pct(d1, 50) * 1000:.2f} ms, gateway p50 {pct(g1, 50) * 1000:.2f} ms; added p50 "
-              f"{(pct(g1, 50) - pct(d1, 50)) * 1000:.2f} ms, "
-              f"p99 {(pct(g1, 99) - pct(d1, 99)) * 1000:.2f} ms")  # fmt: skip
+              f"{pct(d1, 50) * 1000:.2f} ms")  # fmt: skip
+        for target in targets[1:]:
+            g1 = single[target]
+            print(f"  {target}: p50 {pct(g1, 50) * 1000:.2f} ms; added p50 "
+                  f"{(pct(g1, 50) - pct(d1, 50)) * 1000:.2f} ms, "
+                  f"p99 {(pct(g1, 99) - pct(d1, 99)) * 1000:.2f} ms")  # fmt: skip
     for line in metrics.splitlines():
         if line.startswith(("finegate_gateway_overhead_seconds_sum",
                             "finegate_gateway_overhead_seconds_count")):  # fmt: skip
