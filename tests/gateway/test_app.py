@@ -397,3 +397,23 @@ async def test_chat_answers_reach_the_transport_in_one_write() -> None:
         assert cycle.transport is real
         assert real.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"ok":true}']
         assert real.closed is close
+
+    # A stream is never held: each event is on the socket before the next one is made.
+    from starlette.responses import StreamingResponse
+
+    streamed = Cycle(False)
+
+    async def events() -> Any:
+        for i in range(3):
+            assert len(streamed.transport.writes) == i + 1  # the headers, then each event
+            yield f"data: {i}\n\n".encode()
+
+    async def stream_endpoint(_: Any) -> StreamingResponse:
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def connected() -> dict[str, Any]:  # the client stays: wait until cancelled
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    await ChatFastPath(None, stream_endpoint)(scope, connected, streamed.send)
+    assert streamed.transport.writes[1:4] == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]

@@ -69,7 +69,9 @@ class ChatFastPath:
             response = await self.endpoint(self._request(scope, receive))
             cycle = getattr(send, "__self__", None)
             transport = getattr(cycle, "transport", None)
-            if transport is None or not hasattr(transport, "write"):
+            # Streams (no whole `body`) must reach the client chunk by chunk: never held.
+            whole = getattr(response, "body", None) is not None
+            if not whole or transport is None or not hasattr(transport, "write"):
                 await response(scope, receive, send)
                 return
             merged = _OneWrite(transport)
