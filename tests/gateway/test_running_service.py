@@ -341,3 +341,24 @@ def test_pipelined_and_closing_requests_on_one_connection(isolated_home: Path) -
     assert texts == ["first", "second", "third"]
     assert closed, "the gateway kept the connection open after Connection: close"
     assert alone[0][0] == 200 and not closed_alone
+
+
+def test_streamed_answer_through_the_running_gateway(isolated_home: Path) -> None:
+    """`serve`'s chat fast path streams (it merges writes of whole answers only)."""
+    key = new_key(isolated_home)
+    with running_gateway(base_config(), isolated_home) as base:
+        events: list[str] = []
+        with httpx.stream(
+            "POST", f"{base}/v1/chat/completions", headers=auth(key),
+            json=chat("tell me a story about the sea", stream=True), timeout=30,
+        ) as r:  # fmt: skip
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e[6:]) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "tell me a story about the sea"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" or any(
+        c["choices"] and c["choices"][0]["finish_reason"] == "stop" for c in chunks
+    )
