@@ -191,9 +191,7 @@ class RespClient:
         waiter: asyncio.Future[Any] = loop.create_future()
         conn.waiters.append(waiter)
         conn.transport.write(_encode(args))
-        timer = loop.call_later(
-            self.timeout_s, conn.fail, TimeoutError(f"no Redis reply within {self.timeout_s:g}s")
-        )
+        timer = loop.call_later(self.timeout_s, self._timed_out, conn)
         try:
             value = await waiter
         finally:
@@ -201,6 +199,10 @@ class RespClient:
         if isinstance(value, _ErrorReply):
             raise RedisError(value.message)
         return value
+
+    def _timed_out(self, conn: _Connection) -> None:
+        # The error is made only when it happens, not once per call on the hot path.
+        conn.fail(TimeoutError(f"no Redis reply within {self.timeout_s:g}s"))
 
     async def call(self, *args: str | int | bytes) -> Any:
         """Send one command; return its reply (ints, bytes, lists, ``None``, str).
