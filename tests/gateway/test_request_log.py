@@ -29,6 +29,12 @@ def _row(i: int) -> dict[str, object]:
     }  # fmt: skip
 
 
+# JSON fields travel to the writer process as JSON and are stored as JSON text: quotes,
+# newlines, non-BMP characters, nesting and nulls must come back as they went in.
+CALLS = [{"name": "lookup", "arguments": '{"q": "a\\nb \\"c\\""}', "blocked": False,
+          "meta": {"emoji": "\U0001f600", "none": None, "n": [1, 2.5]}}]  # fmt: skip
+
+
 def _stored(store: Store) -> list[GatewayRequestLog]:
     with store.session() as s:
         return list(s.scalars(select(GatewayRequestLog).order_by(GatewayRequestLog.id)))
@@ -43,6 +49,7 @@ def test_the_process_writer_stores_every_field_of_every_row(db: Store) -> None:
             row = _row(i)
             if i == 0:
                 row["created_at"] = when
+                row["tool_calls"] = CALLS
             writer.add(row)
         await writer.aclose()
         return writer
@@ -54,6 +61,7 @@ def test_the_process_writer_stores_every_field_of_every_row(db: Store) -> None:
     first = rows[0]
     assert first.messages == [{"role": "user", "content": "hi 0 é"}]
     assert first.decisions == [{"rule": "pii.email"}]
+    assert first.tool_calls == CALLS and rows[1].tool_calls == []
     assert (first.status, first.output, first.latency_ms, first.completion_tokens) == (
         200, "answer 0", 1.5, 2,
     )  # fmt: skip

@@ -21,7 +21,6 @@ committed just before dying would then be written twice; they keep their request
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -222,6 +221,52 @@ def make_log_writer(store: Store, *, mode: str = "process", flush_s: float = 0.5
     return ProcessLogWriter(store, flush_s=flush_s)
 
 
+def _json_columns() -> frozenset[str]:
+    from sqlalchemy import JSON
+
+    from finegate.store.schema import GatewayRequestLog
+
+    return frozenset(
+        c.name for c in GatewayRequestLog.__table__.columns if isinstance(c.type, JSON)
+    )
+
+
+def _text_row_inserter(store: Store) -> Any:
+    """``insert(rows)`` for rows whose JSON fields are already JSON text (the writer process).
+
+    The child receives each row as JSON; handing SQLAlchemy its lists to serialize again
+    (with the standard library, per field) and the ORM table's processing cost about half of
+    the child's CPU per row. A plain table of the same columns takes the JSON fields as
+    text; PostgreSQL gets them cast to ``json``, SQLite stores the text as its JSON type does.
+    """
+    from sqlalchemy import JSON, Column, MetaData, Table, Text, cast, insert
+    from sqlalchemy.types import TypeDecorator
+
+    from finegate.store.schema import GatewayRequestLog
+
+    class _CastJSON(TypeDecorator[str]):
+        impl = Text
+        cache_ok = True
+
+        def bind_expression(self, bindvalue: Any) -> Any:
+            return cast(bindvalue, JSON)
+
+    json_type: Any = _CastJSON() if store.engine.dialect.name == "postgresql" else Text()
+    source = GatewayRequestLog.__table__
+    table = Table(
+        GatewayRequestLog.__tablename__, MetaData(),
+        *(Column(c.name, json_type if isinstance(c.type, JSON) else c.type)
+          for c in source.columns if c.name in LOG_FIELDS),
+    )  # fmt: skip
+    statement = insert(table)
+
+    def insert_rows(rows: list[dict[str, Any]]) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(statement, rows)
+
+    return insert_rows
+
+
 def child_main() -> None:
     """The writer process: batches of JSON lines on stdin, one answer line each on stdout."""
     import signal
@@ -235,21 +280,25 @@ def child_main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     store = Store(os.environ[_STORE_ENV], home=Path(os.environ[_HOME_ENV]), auto_migrate=False)
+    insert_rows = _text_row_inserter(store)
+    json_fields = _json_columns()
     rows: list[dict[str, Any]] = []
     for line in sys.stdin.buffer:
         if line.strip():
-            row = json.loads(line)
+            row = fast_json.loads(line)
+            for name in json_fields:
+                row[name] = fast_json.dumps(row.get(name)).decode()
             if isinstance(row.get("created_at"), str):
                 row["created_at"] = datetime.fromisoformat(row["created_at"])
             rows.append(row)
             continue
         try:
-            write_rows(store, rows)
+            insert_rows(rows)
             out.write(f"ok {len(rows)}\n".encode())
         except Exception as exc:  # noqa: BLE001 - reported to the gateway, which counts it
             out.write(f"err {len(rows)} {type(exc).__name__}\n".encode())
         out.flush()
         rows = []
     if rows:  # the gateway went away mid-batch: keep what arrived
-        write_rows(store, rows)
+        insert_rows(rows)
     store.close()
