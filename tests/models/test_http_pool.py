@@ -7,13 +7,14 @@ malformed, none at all) is exactly the one named, not whatever a framework would
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
-from finegate.models.http_pool import PostPool
+from finegate.models.http_pool import PostAnswer, PostPool
 
 # Answers one request: gets (head, body) and the writer; returns whether to keep reading.
 Answer = Callable[[bytes, bytes, asyncio.StreamWriter], Awaitable[bool]]
@@ -75,6 +76,33 @@ async def test_connections_are_reused_and_requests_framed() -> None:
     assert first[1].startswith(b"Host: 127.0.0.1:")
     assert b"Content-Length: 8" in first and b"Authorization: Bearer t" in first
     assert b"Content-Length: 9" not in first  # the caller's framing header is not sent
+
+
+async def test_answers_read_like_httpx_responses_and_gzip_bodies_are_decoded() -> None:
+    body = b'{"error": {"message": "slow down"}}'
+    zipped = gzip.compress(body)
+
+    async def answer(head: bytes, _: bytes, writer: asyncio.StreamWriter) -> bool:
+        gz = b"/gz" in head.split(b"\r\n", 1)[0]
+        payload = zipped if gz else body
+        extra = b"Content-Encoding: gzip\r\n" if gz else b"content-encoding: identity\r\n"
+        writer.write(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\n%sContent-Length: %d\r\n\r\n%s"
+                     % (extra, len(payload), payload))  # fmt: skip
+        await writer.drain()
+        return True
+
+    pool = PostPool()
+    async with raw_server(answer) as (url, _):
+        base = url.split("/v1/")[0]
+        plain = await pool.post(f"{base}/plain", {}, b"{}", 5.0)
+        unzipped = await pool.post(f"{base}/gz", {}, b"{}", 5.0)
+    pool.close()
+    for r in (plain, unzipped):
+        assert isinstance(r, PostAnswer) and r.status_code == 429
+        assert r.content == body and r.text == body.decode()
+        assert r.json() == {"error": {"message": "slow down"}}
+        assert r.headers.get("retry-after") == r.headers["Retry-After"] == "7"
+    assert PostAnswer(200, [], b"\xff").text == "\ufffd"
 
 
 async def test_a_reused_connection_closed_without_an_answer_is_retried_once() -> None:

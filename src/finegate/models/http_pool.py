@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,7 +28,7 @@ import httpx
 if TYPE_CHECKING:
     import httptools
 
-__all__ = ["FRAMING_HEADERS", "PostPool"]
+__all__ = ["FRAMING_HEADERS", "PostAnswer", "PostPool"]
 
 # Hop-by-hop and framing headers: computed by the sender for the body it sends; a caller's
 # value would contradict it.
@@ -44,6 +44,56 @@ class _Target:
 
 # status, headers, body, keep-alive
 _Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]
+
+
+class PostAnswer:
+    """A whole HTTP answer: status, headers and the body (decoded by its Content-Encoding).
+
+    What callers of `PostPool.post` read of an answer, with `httpx.Response`'s names
+    (``status_code``, ``content``, ``headers``, ``text``, ``json()``). Building an
+    `httpx.Response` per answer cost about 23 microseconds (header normalization, stream
+    wrappers); this costs one object, and the headers are parsed only when asked for.
+
+    Args:
+        status_code: The HTTP status.
+        raw_headers: ``(name, value)`` pairs as received.
+        content: The body as received; decoded here when the answer names a Content-Encoding.
+    """
+
+    __slots__ = ("_headers", "_raw", "content", "status_code")
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], content: bytes):
+        self.status_code = status_code
+        self._raw = raw_headers
+        self._headers: httpx.Headers | None = None
+        for name, value in raw_headers:
+            if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
+                # Rare on this hop (nothing asks for compression); httpx's decoders do it.
+                content = httpx.Response(status_code, headers=raw_headers, content=content).content
+                break
+        self.content = content
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The headers (case-insensitive lookups), parsed on first use."""
+        if self._headers is None:
+            self._headers = httpx.Headers(self._raw)
+        return self._headers
+
+    @property
+    def text(self) -> str:
+        """The body as text (UTF-8; undecodable bytes replaced)."""
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            json.JSONDecodeError, UnicodeDecodeError: The body is not JSON in UTF-8.
+        """
+        from finegate import _json
+
+        return _json.loads(self.content)
 
 
 class _Stale(Exception):
@@ -216,7 +266,7 @@ class PostPool:
 
     async def post(
         self, url: str, headers: Mapping[str, str], content: bytes, timeout_s: float
-    ) -> httpx.Response:
+    ) -> PostAnswer:
         """POST ``content`` to ``url`` and read the whole answer.
 
         Raises:
@@ -253,7 +303,7 @@ class PostPool:
                 self._give_back(target, conn)
             else:
                 conn.close()
-            return httpx.Response(status_code=status, headers=raw_headers, content=body)
+            return PostAnswer(status, raw_headers, body)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:

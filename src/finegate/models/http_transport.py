@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from finegate.models.http_pool import FRAMING_HEADERS, PostPool
+from finegate.models.http_pool import FRAMING_HEADERS, PostAnswer, PostPool
 
 if TYPE_CHECKING:
     import aiohttp
@@ -183,7 +183,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def post(
         self, url: str, headers: Mapping[str, str], content: bytes, timeout_s: float
-    ) -> httpx.Response:
+    ) -> PostAnswer:
         """POST ``content`` and read the whole answer, without building an httpx request.
 
         The shortcut for a caller that sends one fixed request shape per call (the OpenAI
@@ -218,9 +218,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise _map_error(exc, httpx.Request("POST", url)) from None
-        return httpx.Response(
-            status_code=response.status, headers=list(response.raw_headers), content=body
-        )
+        return PostAnswer(response.status, list(response.raw_headers), body)
 
     async def aclose(self) -> None:
         """Close the pool (only possible from the loop that owns it)."""

@@ -45,6 +45,7 @@ import httpx
 
 from finegate import _json as fast_json
 from finegate.errors import ConfigError, ModelAuthError, ModelResponseError, ModelUnavailableError
+from finegate.models.http_pool import PostAnswer
 from finegate.models.http_transport import AiohttpTransport, default_transport
 from finegate.models.openai_wire import encode_body, request_to_openai, response_from_openai
 from finegate.models.types import ChatRequest, ChatResponse, ModelBackend, ModelIdentity
@@ -279,6 +280,7 @@ class OpenAIBackend:
     async def _attempt(
         self, client: httpx.AsyncClient, body: bytes, start: float
     ) -> ChatResponse | _Failure:
+        resp: httpx.Response | PostAnswer
         try:
             if self._fast is not None:
                 resp = await self._fast.post(self.url, self._headers, body, self.timeout_s)
@@ -359,7 +361,7 @@ class OpenAIBackend:
         return self._rng() * min(self.backoff_max_s, self.backoff_base_s * 2.0**attempt)
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(resp: httpx.Response | PostAnswer) -> float | None:
     value = resp.headers.get("retry-after")
     if not value:
         return None
@@ -374,7 +376,7 @@ def _retry_after(resp: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _server_message(resp: httpx.Response) -> str:
+def _server_message(resp: httpx.Response | PostAnswer) -> str:
     try:
         data: Any = resp.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -390,7 +392,7 @@ def _server_message(resp: httpx.Response) -> str:
     return _snippet(resp)
 
 
-def _snippet(resp: httpx.Response) -> str:
+def _snippet(resp: httpx.Response | PostAnswer) -> str:
     text = resp.content[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace").strip()
     return repr(text) if text else "empty body"
 
