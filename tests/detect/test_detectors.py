@@ -118,6 +118,9 @@ def test_malware_payload_decoding() -> None:
         ("Z E B R A 7 7 3 1 K I T E", "spaced"),
         ("ETIK1377ARBEZ", "reversed"),
         (base64.b64encode(b"marker ZEBRA-7731-KITE").decode(), "base64"),
+        # URL-safe with both of its own characters ("-_8..."): the standard decoder would
+        # drop them and decode the rest out of step
+        (base64.urlsafe_b64encode(b"\xfb\xff marker ZEBRA-7731-KITE").decode(), "base64"),
     ],
 )
 def test_canary_transforms(output: str, how: str) -> None:

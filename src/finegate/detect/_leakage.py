@@ -8,7 +8,6 @@ hex, rot13), or a run of words copied from the system prompt.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import re
@@ -36,6 +35,25 @@ _WORDS = re.compile(r"[^\W_]+")
 _FORMS, _PROMPT, _BASE64, _HEX = 0, 1, 2, 3
 _CANARY_CHECKS = frozenset({_FORMS, _BASE64, _HEX})
 _ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
+
+
+_NON_ALNUM = re.compile(r"[\W_]")
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def _b64_text(blob: str) -> str:
+    """The text a base64 run decodes to (standard or URL-safe alphabet; "" if it does not).
+
+    A run with ``-`` or ``_`` is URL-safe base64 (the standard alphabet has neither); the
+    decoder is called directly, since pseudonym placeholders (``EMAIL_3fa9c01b2d7e``) make
+    such runs common in gateway traffic.
+    """
+    if "-" in blob or "_" in blob:
+        blob = blob.translate(_URLSAFE)
+    try:
+        return binascii.a2b_base64(blob + "=" * (-len(blob) % 4)).decode("utf-8", "ignore")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def _spaced(core: str) -> re.Pattern[str]:
@@ -162,21 +180,13 @@ class LeakageDetector(RuleDetector):
                     out.append(self._hit(norm, start, start + len(rot), i, "rot13"))
                     start = low.find(rot, start + 1)
         for m in self._runs_of(self._b64_runs, self._b64_min, text, checks, _BASE64, fired):
-            blob = m.group(0)
-            decoded = ""
-            for dec in (base64.b64decode, base64.urlsafe_b64decode):
-                try:
-                    decoded = dec(blob + "=" * (-len(blob) % 4)).decode("utf-8", "ignore")
-                    break
-                except (binascii.Error, ValueError):
-                    continue
-            flat = re.sub(r"[\W_]", "", decoded).lower()
+            flat = _NON_ALNUM.sub("", _b64_text(m.group(0))).lower()
             for i, core in enumerate(self._cores):
                 if core in flat:
                     out.append(self._hit(norm, m.start(), m.end(), i, "base64"))
         for m in self._runs_of(self._hex_runs, self._hex_min, text, checks, _HEX, fired):
             run = m.group(0)[: len(m.group(0)) // 2 * 2]
-            flat = re.sub(r"[\W_]", "", bytes.fromhex(run).decode("utf-8", "ignore"))
+            flat = _NON_ALNUM.sub("", bytes.fromhex(run).decode("utf-8", "ignore"))
             for i, core in enumerate(self._cores):
                 if core in flat.lower():
                     out.append(self._hit(norm, m.start(), m.start() + len(run), i, "hex"))
