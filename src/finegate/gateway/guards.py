@@ -7,6 +7,8 @@ configured actions of a tier. Redaction and pseudonymization are applied from fi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import secrets
@@ -77,16 +79,28 @@ class GuardBlocked(Exception):
 
 
 class _ActionTokens(Pseudonymizer):
-    """Replacement per finding kind: pseudonyms for ``pseudonymize``, labels for ``redact``."""
+    """Replacement per finding kind: pseudonyms for ``pseudonymize``, labels for ``redact``.
 
-    def __init__(self, base: Pseudonymizer, pseudo_kinds: set[tuple[str, str]]) -> None:
+    ``memo`` holds the pseudonyms already made for this request: a value repeated in a
+    request (an address in every message) costs one HMAC and one vault entry, not one each.
+    """
+
+    def __init__(
+        self, base: Pseudonymizer, pseudo_kinds: set[tuple[str, str]],
+        memo: dict[tuple[str, str], str],
+    ) -> None:  # fmt: skip
         super().__init__(b"unused")
         self._base = base
         self._pseudo = pseudo_kinds
+        self._memo = memo
 
     def token(self, kind: str, value: str) -> str:
-        if (kind, value) in self._pseudo:
-            return self._base.token(kind, value)
+        key = (kind, value)
+        if key in self._pseudo:
+            tok = self._memo.get(key)
+            if tok is None:
+                tok = self._memo[key] = self._base.token(kind, value)
+            return tok
         return f"[{label_for(kind)}]"
 
 
@@ -184,6 +198,7 @@ class GuardEngine:
         """
         vault = InMemoryVault()
         pseudo = Pseudonymizer(self._pseudo_key, vault=vault, namespace=namespace)
+        made: dict[tuple[str, str], str] = {}
         decisions: list[Decision] = []
         blocked: list[Decision] = []
         messages: list[ChatMessage] = []
@@ -212,7 +227,7 @@ class GuardEngine:
                         pseudo_keys.add((f.kind, f.text))
             content = m.content
             if replace:
-                tokens = _ActionTokens(pseudo, pseudo_keys)
+                tokens = _ActionTokens(pseudo, pseudo_keys, made)
                 content = redact(
                     m.content, replace, mode="pseudonymize", select=None, pseudonymizer=tokens
                 ).text
@@ -416,6 +431,15 @@ def _glob(kind: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(kind, pattern)
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+# Applications send the same system prompt with every request: hashed once. Only system
+# prompts are kept here (the other unscanned messages are answers, which may hold PII).
+_system_digest = functools.lru_cache(maxsize=256)(_sha256)
+
+
 def _host_of(url: str) -> str:
     text = url if "://" in url else f"http://{url}"
     try:
@@ -433,9 +457,7 @@ def _host_allowed(host: str, allowed: Sequence[str]) -> bool:
 
 def _log_unscanned(m: ChatMessage) -> dict[str, Any]:
     """System and assistant messages are logged as a hash and length, never as text."""
-    import hashlib
-
-    digest = hashlib.sha256(m.content.encode("utf-8", "replace")).hexdigest()
+    digest = _system_digest(m.content) if m.role == "system" else _sha256(m.content)
     out: dict[str, Any] = {"role": m.role, "sha256": digest, "chars": len(m.content)}
     if m.tool_calls:
         out["tool_calls"] = [c.name for c in m.tool_calls]
