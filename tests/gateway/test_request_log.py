@@ -101,6 +101,49 @@ def test_a_writer_process_that_dies_is_replaced_and_the_batch_sent_again(
     assert "writer process exited; restarting (1)" in caplog.text
 
 
+def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_stored_twice(
+    db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    mark = tmp_path / "committed-then-died"
+    monkeypatch.setenv("FG_TEST_MARK", str(mark))
+    # The first child inserts its batch as the real one does, then dies without answering.
+    monkeypatch.setattr(
+        request_log, "_CHILD",
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from finegate.gateway import request_log as rl\n"
+        "if not os.path.exists(mark := os.environ['FG_TEST_MARK']):\n"
+        "    open(mark, 'w').close()\n"
+        "    from finegate.store.db import Store\n"
+        "    store = Store(os.environ[rl._STORE_ENV], home=Path(os.environ[rl._HOME_ENV]),\n"
+        "                  auto_migrate=False)\n"
+        "    rows = []\n"
+        "    for line in sys.stdin.buffer:\n"
+        "        if not line.strip():\n"
+        "            break\n"
+        "        rows.append(rl.parse_row(line, rl._json_columns()))\n"
+        "    rl._text_row_inserter(store)(rows)\n"
+        "    os._exit(3)\n"
+        "rl.child_main()\n",
+    )  # fmt: skip
+
+    async def go() -> ProcessLogWriter:
+        writer = ProcessLogWriter(db)
+        for i in range(5):
+            writer.add(_row(i))
+        await writer.flush()
+        for i in range(5, 8):
+            writer.add(_row(i))
+        await writer.aclose()
+        return writer
+
+    with caplog.at_level(logging.ERROR, logger="finegate.gateway"):
+        writer = asyncio.run(go())
+    assert mark.exists() and "writer process exited; restarting (1)" in caplog.text
+    assert (writer.written, writer.dropped) == (8, 0)
+    assert [r.request_id for r in _stored(db)] == [f"req-{i}" for i in range(8)]
+
+
 def test_a_writer_that_keeps_dying_drops_and_counts_the_batch(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,8 +14,9 @@ than slowing requests down):
   process cannot see them) and when ``request_log_writer: thread`` is configured.
 
 A batch leaves the queue only once the child acknowledged it, so a child that dies loses
-nothing: the gateway starts a new one and sends the batch again (rows the old child had
-committed just before dying would then be written twice; they keep their request id).
+nothing: the gateway starts a new one and sends the batch again, marked as sent again, and
+the new child skips the rows already stored (by request id: the old child may have
+committed the batch just before dying), so nothing is written twice either.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ LOG_FIELDS = (
 _STORE_ENV = "FINEGATE_LOG_STORE_URL"
 _HOME_ENV = "FINEGATE_LOG_STORE_HOME"
 _CHILD = "from finegate.gateway.request_log import child_main; child_main()"
+_RESEND = b"resend\n"  # not JSON: a line of its own before the rows of a batch sent again
 
 
 def write_rows(store: Store, rows: list[dict[str, Any]]) -> None:
@@ -180,7 +182,10 @@ class ProcessLogWriter(LogWriter):
             try:
                 proc = await self._child()
                 assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(b"".join(batch) + b"\n")  # an empty line ends a batch
+                # A batch sent again may have been committed by the child that died before
+                # answering: the first line tells the new child to skip rows already stored.
+                again = _RESEND if attempt else b""
+                proc.stdin.write(again + b"".join(batch) + b"\n")  # an empty line ends it
                 await proc.stdin.drain()
                 answer = await proc.stdout.readline()
             except (OSError, ConnectionError) as exc:
@@ -261,6 +266,8 @@ def _text_row_inserter(store: Store) -> Any:
     statement = insert(table)
 
     def insert_rows(rows: list[dict[str, Any]]) -> None:
+        if not rows:  # (an insert without parameters would insert one row of defaults)
+            return
         with store.engine.begin() as conn:
             conn.execute(statement, rows)
 
@@ -283,22 +290,44 @@ def child_main() -> None:
     insert_rows = _text_row_inserter(store)
     json_fields = _json_columns()
     rows: list[dict[str, Any]] = []
+    resent = False
     for line in sys.stdin.buffer:
+        if line == _RESEND:
+            resent = True
+            continue
         if line.strip():
-            row = fast_json.loads(line)
-            for name in json_fields:
-                row[name] = fast_json.dumps(row.get(name)).decode()
-            if isinstance(row.get("created_at"), str):
-                row["created_at"] = datetime.fromisoformat(row["created_at"])
-            rows.append(row)
+            rows.append(parse_row(line, json_fields))
             continue
         try:
-            insert_rows(rows)
+            insert_rows(_not_stored(store, rows) if resent else rows)
             out.write(f"ok {len(rows)}\n".encode())
         except Exception as exc:  # noqa: BLE001 - reported to the gateway, which counts it
             out.write(f"err {len(rows)} {type(exc).__name__}\n".encode())
         out.flush()
-        rows = []
+        rows, resent = [], False
     if rows:  # the gateway went away mid-batch: keep what arrived
-        insert_rows(rows)
+        insert_rows(_not_stored(store, rows) if resent else rows)
     store.close()
+
+
+def parse_row(line: bytes, json_fields: frozenset[str]) -> dict[str, Any]:
+    """One queued row as the writer process inserts it (JSON fields as JSON text)."""
+    row: dict[str, Any] = fast_json.loads(line)
+    for name in json_fields:
+        row[name] = fast_json.dumps(row.get(name)).decode()
+    if isinstance(row.get("created_at"), str):
+        row["created_at"] = datetime.fromisoformat(row["created_at"])
+    return row
+
+
+def _not_stored(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose request id is not in the log yet (a batch sent again after a crash)."""
+    from sqlalchemy import select
+
+    from finegate.store.schema import GatewayRequestLog
+
+    ids = [r["request_id"] for r in rows]
+    column = GatewayRequestLog.request_id
+    with store.session() as s:
+        stored = set(s.scalars(select(column).where(column.in_(ids))))
+    return [r for r in rows if r["request_id"] not in stored]
