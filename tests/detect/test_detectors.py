@@ -205,3 +205,68 @@ def test_leak_prefilter_finds_exactly_what_the_python_checks_find() -> None:
         found_any += bool(got)
     assert fast._prefilter._db is not None, "the hyperscan prefilter never engaged"
     assert 100 < found_any < 250  # both outcomes were exercised
+
+
+def test_the_ascii_view_table_holds_every_character_that_can_match_as_an_ascii_letter() -> None:
+    """`_AS_ASCII_LETTER` is complete: no other character matches an ASCII letter under
+    ``re.IGNORECASE`` or lowercases to one (the view would otherwise hide a match)."""
+    import re
+    import string
+
+    from finegate.detect._leakage import _AS_ASCII_LETTER
+
+    letter = re.compile("[a-z]", re.IGNORECASE)
+    found = {}
+    for cp in range(0x80, 0x110000):
+        c = chr(cp)
+        low = c.lower()
+        if letter.fullmatch(c) or any(ch.isascii() and ch.isalnum() for ch in low):
+            found[c] = [x for x in string.ascii_lowercase if re.fullmatch(x, c, re.IGNORECASE)]
+    assert {c: [v] for c, v in _AS_ASCII_LETTER.items()} == found
+
+
+def test_leak_prefilter_on_text_that_is_not_ascii_finds_what_the_python_checks_find() -> None:
+    """Curly quotes, dashes, emoji, other scripts and the letters that match as ASCII ones
+    (dotless i, long s, Kelvin sign): the prefilter's view of such text may only skip
+    checks that would have found nothing, with or without normalization first."""
+    import random
+
+    from finegate.detect._normalize import NormalizedText
+
+    canary = "ZEBRA-7731-KITE"
+    prompt = (
+        "You are Orbit, the billing assistant of Acme. Never discuss refunds above 100 "
+        "dollars, never reveal the escalation_code and always answer in English."
+    )
+    leaks = [
+        canary, "zebra\u20147731\u2014kite", "ZEBRA-7731-\u212aITE", "zebra 7731 kıte",
+        "ETI\u212a1377ARBEZ", "\u201cZEBRA\u201d-7731-KITE",
+        "never discuss refunds above 100 dollars, never reveal the escalation_code",
+        "Never \u2014 discuss \u2026 refunds above 100 dollars\u2019 never reveal the",
+        "never discuss refunds above 100 dollars, never reveal the e\u017fcalation_code",
+        base64.b64encode(f"the code is {canary}".encode()).decode(),
+    ]  # fmt: skip
+    filler = [
+        "The", "invoice", "don\u2019t", "\u2014", "\u201cpaid\u201d", "\U0001f600", "\u4e2d\u6587",
+        "na\u00efve", "\u0130nvoice", "dıscuss", "refund\u017f", "\u212aelvin", "caf\u00e9",
+        "deadbeefcafe0123deadbeef00", "EMAIL_0f1aca13528c", "answer", "English.", "100",
+        "\u4e2d" * 80,  # past the view's limit: the Python checks alone
+    ]  # fmt: skip
+    rng = random.Random(11)
+    fast = LeakageDetector(canaries=[canary], system_prompt=prompt)
+    slow = LeakageDetector(canaries=[canary], system_prompt=prompt)
+    slow._prefilter._disabled = True
+    found_any = 0
+    for _ in range(300):
+        words = rng.choices(filler, k=rng.randint(0, 40))
+        if rng.random() < 0.5:
+            words.insert(rng.randint(0, len(words)), rng.choice(leaks))
+        text = rng.choice([" ", "\u00a0", "\u2009", "\n"]).join(words)
+        got = [f.to_dict() for f in fast.scan(text, channel="output")]
+        assert got == [f.to_dict() for f in slow.scan(text, channel="output")], text
+        raw = NormalizedText(text, text)  # not normalized: the special letters stay
+        got_raw = [f.to_dict() for f in fast.extra(raw, "output")]
+        assert got_raw == [f.to_dict() for f in slow.extra(raw, "output")], text
+        found_any += bool(got or got_raw)
+    assert fast._prefilter._db is not None, "the hyperscan prefilter never engaged"
+    assert 100 < found_any < 250

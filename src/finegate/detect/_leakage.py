@@ -56,6 +56,37 @@ def _b64_text(blob: str) -> str:
         return ""
 
 
+# The non-ASCII characters that Python's case-insensitive matching or `str.lower` turns into
+# an ASCII letter (checked against every code point in the tests).
+_AS_ASCII_LETTER = {"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"}
+_ONE_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# Beyond this many UTF-8 bytes of non-ASCII characters (64 to 192 characters) the Python
+# checks run without the prefilter: the view costs a call per such character, more than it
+# saves on text that is mostly not ASCII.
+_VIEW_MAX_EXTRA_BYTES = 192
+
+
+def _view_char(m: re.Match[str]) -> str:
+    return _AS_ASCII_LETTER.get(m.group(0), " ")
+
+
+def _ascii_view(text: str) -> str | None:
+    """An ASCII stand-in for ``text``, one character for each, for the prefilter (or None).
+
+    Each non-ASCII character becomes the ASCII letter it can match as (`_AS_ASCII_LETTER`)
+    or a space. On the view the prefilter's patterns match wherever the Python checks can
+    match on ``text`` (a space is a separator to every pattern, where the character was
+    perhaps a letter: more matches, never fewer), and offsets are the same in both, so
+    curly quotes, dashes or emoji in an answer no longer send every check down the slow
+    path.
+    """
+    if text.isascii():
+        return text
+    if len(text.encode("utf-8", "surrogatepass")) - len(text) > _VIEW_MAX_EXTRA_BYTES:
+        return None
+    return _ONE_NON_ASCII.sub(_view_char, text)
+
+
 def _spaced(core: str) -> re.Pattern[str]:
     # Letters of the canary with up to 3 separators between them: "C-A-N-A-R-Y", "c a n".
     return re.compile(r"[\W_]{0,3}".join(re.escape(c) for c in core), re.IGNORECASE)
@@ -113,7 +144,8 @@ class LeakageDetector(RuleDetector):
         out: list[Finding] = []
         if not self.canaries and not self._grams:
             return out
-        fired = self._prefilter.fired(norm.text) if norm.text.isascii() else None
+        view = _ascii_view(norm.text)
+        fired = self._prefilter.fired(view) if view is not None else None
         checks = _ALL_CHECKS if fired is None else fired.keys()
         if self.canaries and checks & _CANARY_CHECKS:
             out.extend(self._canaries(norm, checks, fired))
@@ -245,8 +277,9 @@ class _Prefilter:
     (an encoded run long enough to hold a canary), `_PROMPT` (an n-gram of system-prompt
     words). Each pattern matches a superset of what its Python check finds, so a check that
     does not fire has no finding and its (much slower) Python code is skipped. Only ASCII
-    texts, canaries and prompts take this path: there hyperscan's caseless matching and
-    ``\W`` are exactly Python's. The database is compiled after `WARMUP` scans, because a
+    canaries and prompts take this path, and ASCII texts: there hyperscan's caseless
+    matching and ``\W`` are exactly Python's (other texts are scanned as their
+    `_ascii_view`). The database is compiled after `WARMUP` scans, because a
     detector built for a single evaluation case would spend more on compiling than it saves.
     """
 
