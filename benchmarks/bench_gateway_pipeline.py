@@ -8,11 +8,15 @@ noisy machine, and the part of the gateway's CPU its own code decides.
 
     python benchmarks/bench_gateway_pipeline.py                   # the HTTP benchmark's prompts
     python benchmarks/bench_gateway_pipeline.py --prompts varied  # prompts that are not alike
+    python benchmarks/bench_gateway_pipeline.py --prompts typographic  # curly quotes, dashes
 
 ``bench`` prompts are the six support sentences of ``bench_gateway.py`` rotated: to the usage
 monitor they are near-duplicates (one incident, then the signal is not computed again within
 the window). ``varied`` prompts are 300 random words and an e-mail address each: traffic that
-is not probing, for which every signal is computed on every request.
+is not probing, for which every signal is computed on every request. ``typographic`` prompts
+are the ``bench`` ones written as people and models write: curly apostrophes and quotes, em
+dashes (echoed back, so the answers have them too): text that is not ASCII, the slower path
+of normalization, scanning and the leak checks.
 """
 
 from __future__ import annotations
@@ -39,6 +43,17 @@ def varied_prompts(n: int, seed: int = 1) -> list[str]:
     vocab = ["".join(rng.choices(letters, k=rng.randint(2, 9))) for _ in range(3000)]
     tail = " contact jane.roe@acme-mail.com"
     return [" ".join(rng.choices(vocab, k=300)) + tail for _ in range(n)]
+
+
+def typographic_prompts(n: int) -> list[str]:
+    """The ``bench`` prompts with curly quotes, apostrophes and em dashes."""
+    out = []
+    for i in range(n):
+        p = prompt_2kb(i).replace("The customer", "The customer\u2019s client")
+        p = p.replace("Please summarize", "\u201cPlease summarize")
+        p = p.replace(" take.", " take.\u201d")
+        out.append(p.replace(", but", " \u2014 but")[:2048])
+    return out
 
 
 async def measure(prompts: list[str], rounds: int) -> float:
@@ -77,7 +92,7 @@ async def measure(prompts: list[str], rounds: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", choices=["bench", "varied"], default="bench")
+    ap.add_argument("--prompts", choices=["bench", "varied", "typographic"], default="bench")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -85,6 +100,8 @@ def main() -> None:
     os.environ.pop("FINEGATE_DB", None)
     if args.prompts == "bench":
         prompts = [prompt_2kb(i) for i in range(args.requests)]
+    elif args.prompts == "typographic":
+        prompts = typographic_prompts(args.requests)
     else:
         prompts = varied_prompts(args.requests)
     best = asyncio.run(measure(prompts, args.rounds))

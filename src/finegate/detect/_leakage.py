@@ -17,6 +17,7 @@ from collections.abc import Set as AbstractSet
 from itertools import compress
 from typing import Any
 
+from finegate.detect._ascii import ascii_view
 from finegate.detect._base import RuleDetector
 from finegate.detect._normalize import NormalizedText
 from finegate.detect._types import Channel, Finding, Severity
@@ -59,32 +60,33 @@ def _b64_text(blob: str) -> str:
 # The non-ASCII characters that Python's case-insensitive matching or `str.lower` turns into
 # an ASCII letter (checked against every code point in the tests).
 _AS_ASCII_LETTER = {"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"}
-_ONE_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-# Beyond this many UTF-8 bytes of non-ASCII characters (64 to 192 characters) the Python
-# checks run without the prefilter: the view costs a call per such character, more than it
-# saves on text that is mostly not ASCII.
+# Beyond this many UTF-8 bytes of non-ASCII characters (64 to 192 characters) a text with
+# one of those letters is checked without the prefilter: its view costs a call per run of
+# such characters, more than it saves on text that is mostly not ASCII.
 _VIEW_MAX_EXTRA_BYTES = 192
 
 
-def _view_char(m: re.Match[str]) -> str:
-    return _AS_ASCII_LETTER.get(m.group(0), " ")
+def _view_char(c: str) -> str:
+    return _AS_ASCII_LETTER.get(c, "?")
 
 
-def _ascii_view(text: str) -> str | None:
+def _ascii_view(text: str) -> bytes | None:
     """An ASCII stand-in for ``text``, one character for each, for the prefilter (or None).
 
     Each non-ASCII character becomes the ASCII letter it can match as (`_AS_ASCII_LETTER`)
-    or a space. On the view the prefilter's patterns match wherever the Python checks can
-    match on ``text`` (a space is a separator to every pattern, where the character was
+    or ``?``. On the view the prefilter's patterns match wherever the Python checks can
+    match on ``text`` (``?`` is a separator to every pattern, where the character was
     perhaps a letter: more matches, never fewer), and offsets are the same in both, so
     curly quotes, dashes or emoji in an answer no longer send every check down the slow
-    path.
+    path. Without those four letters the view is the encoder's own ``replace``, in C.
     """
     if text.isascii():
-        return text
+        return text.encode("ascii")
+    if not any(c in text for c in _AS_ASCII_LETTER):
+        return text.encode("ascii", "replace")
     if len(text.encode("utf-8", "surrogatepass")) - len(text) > _VIEW_MAX_EXTRA_BYTES:
         return None
-    return _ONE_NON_ASCII.sub(_view_char, text)
+    return ascii_view(text, _view_char)
 
 
 def _spaced(core: str) -> re.Pattern[str]:
@@ -331,8 +333,8 @@ class _Prefilter:
         self._db = db
         self._disabled = False
 
-    def fired(self, text: str) -> dict[int, list[int]] | None:
-        """The checks that may have findings in ``text`` with their match ends; None: all.
+    def fired(self, text: bytes) -> dict[int, list[int]] | None:
+        """The checks that may have findings in ASCII ``text`` with their match ends; None: all.
 
         The base64 and hex checks get one end per run, ``shortest`` characters after the
         run's start; the others one end each.
@@ -352,9 +354,7 @@ class _Prefilter:
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
         hits: dict[int, list[int]] = {}
-        self._db.scan(
-            text.encode("ascii"), match_event_handler=_note, context=hits, scratch=scratch
-        )
+        self._db.scan(text, match_event_handler=_note, context=hits, scratch=scratch)
         return hits
 
 

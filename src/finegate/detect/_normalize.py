@@ -11,10 +11,11 @@ ASCII text (the common case) is returned as is, without building a map.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
+
+from finegate.detect._ascii import non_ascii_runs
 
 ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad\u2061\u2062\u2063\u2064")
 BIDI_CONTROLS = frozenset(
@@ -36,8 +37,6 @@ _CONFUSABLES = {
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
     "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
 }  # fmt: skip
-
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 # Kinds of invisible characters recorded for the hidden-text detector.
 INV_ZERO_WIDTH = "zero_width"
@@ -154,8 +153,7 @@ def normalize(text: str) -> NormalizedText:
             npos += upto - last
             last = upto
 
-    for m in _NON_ASCII.finditer(text):
-        s, e = m.span()
+    for s, e in non_ascii_runs(text):
         ident(s)
         prev_tag = False
         for i in range(s, e):

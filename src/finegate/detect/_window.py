@@ -34,6 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from finegate.detect._ascii import non_ascii_runs
+
 # The regex parser of the standard library (untyped, private but stable since 3.11).
 _p: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")
@@ -260,8 +262,6 @@ class ByteMap:
 
     __slots__ = ("_bend", "_bstart", "_cend", "_cstart", "_shift")
 
-    _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-
     def __init__(self, text: str) -> None:
         self._bstart: list[int] = []
         self._bend: list[int] = []
@@ -269,10 +269,9 @@ class ByteMap:
         self._cend: list[int] = []
         self._shift: list[int] = []
         shift = 0
-        for m in self._NON_ASCII.finditer(text):
-            s, e = m.span()
+        for s, e in non_ascii_runs(text):
             self._bstart.append(s + shift)
-            shift += len(m.group().encode("utf-8", "surrogatepass")) - (e - s)
+            shift += len(text[s:e].encode("utf-8", "surrogatepass")) - (e - s)
             self._bend.append(e + shift)
             self._cstart.append(s)
             self._cend.append(e)
