@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,20 @@ def prompt_2kb(i: int) -> str:
         parts.append(_SENTENCES[j % len(_SENTENCES)])
         j += 1
     return " ".join(parts)[:2048]
+
+
+def typographic_2kb(i: int) -> str:
+    """`prompt_2kb` written as people and models write: curly quotes, apostrophes, em dashes.
+
+    Text that is not ASCII takes the slower paths of normalization, scanning and the leak
+    checks (the mock upstream echoes it, so the answers have them too).
+    """
+    p = prompt_2kb(i).replace("The customer", "The customer\u2019s client")
+    p = p.replace("Please summarize", "\u201cPlease summarize").replace(" take.", " take.\u201d")
+    return p.replace(", but", " \u2014 but")[:2048]
+
+
+PROMPTS = {"bench": prompt_2kb, "typographic": typographic_2kb}
 
 
 def free_port() -> int:
@@ -173,8 +187,9 @@ def bare_proxy(up_port: int, tmp: Path, env: dict[str, str]) -> Iterator[dict[st
 
 
 async def run_load(
-    url: str, key: str, n: int, concurrency: int, model: str
-) -> tuple[list[float], float, dict[int, int]]:
+    url: str, key: str, n: int, concurrency: int, model: str,
+    prompt: Callable[[int], str] = prompt_2kb,
+) -> tuple[list[float], float, dict[int, int]]:  # fmt: skip
     """Send n requests with `concurrency` workers; return latencies (s), wall time, statuses.
 
     The load generator is aiohttp (a C HTTP parser and a cheap pool): it shares the CPU with
@@ -195,7 +210,7 @@ async def run_load(
         async def worker() -> None:
             for i in counter:
                 messages = [{"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": prompt_2kb(i)}]  # fmt: skip
+                            {"role": "user", "content": prompt(i)}]  # fmt: skip
                 body = json.dumps({"model": model, "max_tokens": 1024, "messages": messages})
                 t = time.perf_counter()
                 async with client.post(url, data=body.encode()) as r:
@@ -235,6 +250,9 @@ def main() -> None:
     ap.add_argument("--unloaded", type=int, default=500,
                     help="Also send this many requests one at a time (0: skip): the added "
                          "latency of one request when nothing queues behind another.")  # fmt: skip
+    ap.add_argument("--prompts", choices=sorted(PROMPTS), default="bench",
+                    help="bench: ASCII support tickets; typographic: the same with curly "
+                         "quotes and dashes (text that is not ASCII).")  # fmt: skip
     ap.add_argument("--floor", action="store_true",
                     help="Also send the load through a bare Python proxy (bare_proxy.py): the "
                          "latency any gateway on this server stack adds before checking "
@@ -252,18 +270,22 @@ def main() -> None:
         cpu = {t: float("inf") for t in procs}
         child_cpu = float("inf")
 
+        prompt = PROMPTS[args.prompts]
+
         def model(target: str) -> str:
             return "bot" if target == "gateway" else "mock:echo"
 
         for target in targets:  # warm up every target (connections, caches)
-            asyncio.run(run_load(s[target], s["key"], 200, args.concurrency, model(target)))
+            asyncio.run(run_load(s[target], s["key"], 200, args.concurrency, model(target), prompt))
         results = {}
         for target in targets * 2:
             proc = procs.get(target)
             cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
             child0 = children_cpu(procs["gateway"])
             lat, wall, st = asyncio.run(
-                run_load(s[target], s["key"], args.requests, args.concurrency, model(target))
+                run_load(
+                    s[target], s["key"], args.requests, args.concurrency, model(target), prompt
+                )
             )
             if proc is not None:
                 cpu[target] = min(cpu[target], sum(proc.cpu_times()[:2]) - cpu0)
@@ -276,10 +298,11 @@ def main() -> None:
         single = {}
         for target in targets if args.unloaded else ():
             single[target] = asyncio.run(
-                run_load(s[target], s["key"], args.unloaded, 1, model(target))
+                run_load(s[target], s["key"], args.unloaded, 1, model(target), prompt)
             )[0]
         metrics = httpx.get(f"{s['base']}/metrics").text
-    print(f"concurrency {args.concurrency}, {args.requests} requests of 2 KB per target, "
+    print(f"concurrency {args.concurrency}, {args.requests} requests of 2 KB ({args.prompts} "
+          "prompts) per target, "
           f"guards: all non-ML, redis: {args.redis or 'no (in-process limits)'}, "
           f"gateway workers: {args.workers}")  # fmt: skip
     print(f"{'target':<10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_gateway import SYSTEM, gateway_config, prompt_2kb  # noqa: E402
+from bench_gateway import SYSTEM, gateway_config, prompt_2kb, typographic_2kb  # noqa: E402
 
 
 def varied_prompts(n: int, seed: int = 1) -> list[str]:
@@ -47,13 +47,7 @@ def varied_prompts(n: int, seed: int = 1) -> list[str]:
 
 def typographic_prompts(n: int) -> list[str]:
     """The ``bench`` prompts with curly quotes, apostrophes and em dashes."""
-    out = []
-    for i in range(n):
-        p = prompt_2kb(i).replace("The customer", "The customer\u2019s client")
-        p = p.replace("Please summarize", "\u201cPlease summarize")
-        p = p.replace(" take.", " take.\u201d")
-        out.append(p.replace(", but", " \u2014 but")[:2048])
-    return out
+    return [typographic_2kb(i) for i in range(n)]
 
 
 async def measure(prompts: list[str], rounds: int) -> float:
