@@ -68,45 +68,43 @@ def test_the_process_writer_stores_every_field_of_every_row(db: Store) -> None:
     assert first.created_at.replace(tzinfo=UTC) == when
 
 
-def test_a_writer_process_that_dies_is_replaced_and_the_batch_sent_again(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+async def _two_batches(store: Store) -> ProcessLogWriter:
+    """Rows 0-4 in one batch (flushed), then rows 5-7 (the writer must keep serving)."""
+    writer = ProcessLogWriter(store)
+    for i in range(5):
+        writer.add(_row(i))
+    await writer.flush()
+    for i in range(5, 8):
+        writer.add(_row(i))
+    await writer.aclose()
+    return writer
+
+
+# First children that die without answering: before reading anything, or after committing
+# their batch as the real writer does (its rows must not be stored again).
+_DIES_AT_ONCE = "    sys.exit(3)\n"
+_COMMITS_THEN_DIES = (
+    "    from finegate.store.db import Store\n"
+    "    store = Store(os.environ[rl._STORE_ENV], home=Path(os.environ[rl._HOME_ENV]),\n"
+    "                  auto_migrate=False)\n"
+    "    rows = []\n"
+    "    for line in sys.stdin.buffer:\n"
+    "        if not line.strip():\n"
+    "            break\n"
+    "        rows.append(rl.parse_row(line, rl._json_columns()))\n"
+    "    rl._text_row_inserter(store)(rows)\n"
+    "    os._exit(3)\n"
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("first_child", [_DIES_AT_ONCE, _COMMITS_THEN_DIES],
+                         ids=["dies-at-once", "commits-then-dies"])  # fmt: skip
+def test_a_writer_process_that_dies_is_replaced_and_no_row_is_lost_or_doubled(
+    db: Store, first_child: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
     mark = tmp_path / "died-once"
-    # The first child dies without answering; the next one is the real writer.
     monkeypatch.setenv("FG_TEST_MARK", str(mark))
-    monkeypatch.setattr(
-        request_log, "_CHILD",
-        "import os, sys\n"
-        "mark = os.environ['FG_TEST_MARK']\n"
-        "if not os.path.exists(mark):\n"
-        "    open(mark, 'w').close(); sys.exit(3)\n"
-        "from finegate.gateway.request_log import child_main; child_main()\n",
-    )  # fmt: skip
-
-    async def go() -> ProcessLogWriter:
-        writer = ProcessLogWriter(store)
-        for i in range(5):
-            writer.add(_row(i))
-        await writer.flush()
-        for i in range(5, 8):  # the replacement keeps serving later batches
-            writer.add(_row(i))
-        await writer.aclose()
-        return writer
-
-    with caplog.at_level(logging.ERROR, logger="finegate.gateway"):
-        writer = asyncio.run(go())
-    assert mark.exists()
-    assert (writer.written, writer.dropped) == (8, 0)
-    assert [r.request_id for r in _stored(store)] == [f"req-{i}" for i in range(8)]
-    assert "writer process exited; restarting (1)" in caplog.text
-
-
-def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_stored_twice(
-    db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    mark = tmp_path / "committed-then-died"
-    monkeypatch.setenv("FG_TEST_MARK", str(mark))
-    # The first child inserts its batch as the real one does, then dies without answering.
     monkeypatch.setattr(
         request_log, "_CHILD",
         "import os, sys\n"
@@ -114,31 +112,12 @@ def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_stored_
         "from finegate.gateway import request_log as rl\n"
         "if not os.path.exists(mark := os.environ['FG_TEST_MARK']):\n"
         "    open(mark, 'w').close()\n"
-        "    from finegate.store.db import Store\n"
-        "    store = Store(os.environ[rl._STORE_ENV], home=Path(os.environ[rl._HOME_ENV]),\n"
-        "                  auto_migrate=False)\n"
-        "    rows = []\n"
-        "    for line in sys.stdin.buffer:\n"
-        "        if not line.strip():\n"
-        "            break\n"
-        "        rows.append(rl.parse_row(line, rl._json_columns()))\n"
-        "    rl._text_row_inserter(store)(rows)\n"
-        "    os._exit(3)\n"
+        + first_child +
         "rl.child_main()\n",
     )  # fmt: skip
 
-    async def go() -> ProcessLogWriter:
-        writer = ProcessLogWriter(db)
-        for i in range(5):
-            writer.add(_row(i))
-        await writer.flush()
-        for i in range(5, 8):
-            writer.add(_row(i))
-        await writer.aclose()
-        return writer
-
     with caplog.at_level(logging.ERROR, logger="finegate.gateway"):
-        writer = asyncio.run(go())
+        writer = asyncio.run(_two_batches(db))
     assert mark.exists() and "writer process exited; restarting (1)" in caplog.text
     assert (writer.written, writer.dropped) == (8, 0)
     assert [r.request_id for r in _stored(db)] == [f"req-{i}" for i in range(8)]
