@@ -270,3 +270,15 @@ def test_leak_prefilter_on_text_that_is_not_ascii_finds_what_the_python_checks_f
         found_any += bool(got or got_raw)
     assert fast._prefilter._db is not None, "the hyperscan prefilter never engaged"
     assert 100 < found_any < 250
+
+
+def test_a_rot13_canary_is_found_where_it_is_after_characters_that_lower_to_two() -> None:
+    import codecs
+
+    from finegate.detect._normalize import NormalizedText
+
+    rot = codecs.encode("zebra7731kite", "rot13").upper()
+    text = f"\u0130\u0130 said {rot}."  # the dotted capital I lowers to two characters
+    det = LeakageDetector(canaries=["ZEBRA-7731-KITE"])
+    found = det.extra(NormalizedText(text, text), "output")
+    assert [(f.meta["transform"], f.text) for f in found] == [("rot13", rot)]

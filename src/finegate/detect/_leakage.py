@@ -121,6 +121,9 @@ class LeakageDetector(RuleDetector):
         self._forward = [_spaced(c) for c in self._cores]
         self._reverse = [_spaced(c[::-1]) for c in self._cores]
         self._rot13 = [codecs.encode(c, "rot13") for c in self._cores]
+        # Searched in the text itself: positions found in `text.lower()` are off wherever
+        # lowering changes a length (the dotted capital I becomes two characters).
+        self._rot13_re = [re.compile(re.escape(r), re.IGNORECASE) for r in self._rot13]
         # An encoded run shorter than these cannot decode to the shortest canary core, so it
         # is not decoded at all (ordinary long words would otherwise all be base64-decoded).
         shortest = min((len(c) for c in self._cores), default=0)
@@ -191,7 +194,6 @@ class LeakageDetector(RuleDetector):
         self, norm: NormalizedText, checks: AbstractSet[int], fired: dict[int, list[int]] | None
     ) -> list[Finding]:
         text = norm.text
-        low = text.lower()
         out: list[Finding] = []
         for i, core in enumerate(self._cores if _FORMS in checks else ()):
             for m in self._forward[i].finditer(text):
@@ -207,12 +209,11 @@ class LeakageDetector(RuleDetector):
                 out.append(self._hit(norm, m.start(), m.end(), i, how))
             for m in self._reverse[i].finditer(text):
                 out.append(self._hit(norm, m.start(), m.end(), i, "reversed"))
-            rot = self._rot13[i]
-            if rot != core:
-                start = low.find(rot)
-                while start >= 0:
-                    out.append(self._hit(norm, start, start + len(rot), i, "rot13"))
-                    start = low.find(rot, start + 1)
+            if self._rot13[i] != core:
+                found = self._rot13_re[i].search(text)
+                while found is not None:
+                    out.append(self._hit(norm, found.start(), found.end(), i, "rot13"))
+                    found = self._rot13_re[i].search(text, found.start() + 1)
         for m in self._runs_of(self._b64_runs, self._b64_min, text, checks, _BASE64, fired):
             flat = _NON_ALNUM.sub("", _b64_text(m.group(0))).lower()
             for i, core in enumerate(self._cores):
