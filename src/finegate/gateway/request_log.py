@@ -257,11 +257,11 @@ def _text_row_inserter(store: Store) -> Any:
             return cast(bindvalue, JSON)
 
     json_type: Any = _CastJSON() if store.engine.dialect.name == "postgresql" else Text()
-    source = GatewayRequestLog.__table__
+    json_fields = _json_columns()
     table = Table(
         GatewayRequestLog.__tablename__, MetaData(),
-        *(Column(c.name, json_type if isinstance(c.type, JSON) else c.type)
-          for c in source.columns if c.name in LOG_FIELDS),
+        *(Column(c.name, json_type if c.name in json_fields else c.type)
+          for c in GatewayRequestLog.__table__.columns if c.name in LOG_FIELDS),
     )  # fmt: skip
     statement = insert(table)
 
