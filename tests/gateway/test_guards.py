@@ -196,7 +196,21 @@ def test_usage_prefix_probing_counts_the_whole_window_through_the_prefix_index()
             window.append((now[0], prompt))
 
 
-def test_usage_near_duplicates_match_comparing_every_prompt_in_the_window() -> None:
+@pytest.fixture(params=["c", "python"])
+def sketch_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each sketch implementation in turn (the C extension, the Python fallback)."""
+    from finegate.gateway import usage
+
+    if request.param == "python":
+        monkeypatch.setattr(usage, "_c_sketch", None)
+    else:
+        assert usage._c_sketch is not None, "the _usage_sketch extension was not built"
+    return str(request.param)
+
+
+def test_usage_near_duplicates_match_comparing_every_prompt_in_the_window(
+    sketch_impl: str,
+) -> None:
     """The monitor skips the comparisons when its hash counts rule the signal out; the
     incident (and its count) must come exactly when comparing every prompt says so."""
     import random

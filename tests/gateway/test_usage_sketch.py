@@ -1,0 +1,119 @@
+"""The usage monitor's prompt sketch in C (`_usage_sketch`) against its Python specification."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from finegate.gateway import usage
+from finegate.gateway.usage import _jaccard, _sketch_py
+
+Sketch = Callable[[str, int, int], frozenset[int]]
+_M64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _word(word: str, seed: int) -> int:
+    h = 0xCBF29CE484222325 ^ seed
+    for ch in word:
+        h = ((h ^ ord(ch)) * 0x100000001B3) & _M64
+    return _mix64(h)
+
+
+def _trigram(a: int, b: int, c: int) -> int:
+    return _mix64(_mix64(_mix64(a) ^ b) ^ c)
+
+
+def reference_sketch(text: str, k: int, seed: int) -> frozenset[int]:
+    """What the C function computes, in Python: `str.split` words, FNV-1a, bottom-k."""
+    words = [_word(w, seed) for w in text.split()[:2000]]
+    if len(words) < 3:
+        padded = [*words, 0, 0]
+        return frozenset({_trigram(padded[0], padded[1], len(words))})
+    grams = {_trigram(*words[i : i + 3]) for i in range(len(words) - 2)}
+    return frozenset(sorted(grams)[:k])
+
+
+# Python's str.split() separators beyond the ASCII ones, and letters of each storage width.
+_SPACES = [" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0",
+           "\u2003", "\u2028", "\u3000"]  # fmt: skip
+_LETTERS = ["a", "z", "0", "é", "ß", "Ω", "ж", "\u200b", "中", "\ud800", "\U0001f600", "\u00ad"]
+
+
+def _texts(rng: random.Random) -> list[str]:
+    texts = ["", " ", "one", "one two", " one  two ", "one two three"]
+    for _ in range(300):
+        vocab = ["".join(rng.choices(_LETTERS, k=rng.randint(1, 6))) for _ in range(40)]
+        n = rng.choice([1, 2, 3, 5, 50, 400, 2100])
+        words = rng.choices(vocab[: rng.choice([3, 40])], k=n)  # 3: many repeated trigrams
+        seps = [rng.choice(_SPACES) for _ in words]
+        texts.append("".join(w + s for w, s in zip(words, seps, strict=True)))
+    return texts
+
+
+@pytest.fixture(scope="module")
+def c_sketch() -> Sketch:
+    # Built by `make setup` (pip install -e .); the build is optional for users, not here.
+    assert usage._c_sketch is not None, "the _usage_sketch extension was not built"
+    return usage._c_sketch
+
+
+def test_the_c_sketch_is_its_python_specification(c_sketch: Sketch) -> None:
+    rng = random.Random(5)
+    for text in _texts(rng):
+        for k in (1, 3, 64, 500):
+            seed = rng.getrandbits(64)
+            assert c_sketch(text, k, seed) == reference_sketch(text, k, seed), (text[:80], k)
+
+
+def test_the_c_sketch_splits_words_as_str_split_does(c_sketch: Sketch) -> None:
+    # Same words however they are separated: the separators themselves never count.
+    words = ["Alpha", "béta", "中文", "\U0001f600x", "delta", "echo"]
+    seed = 7
+    base = c_sketch(" ".join(words), 64, seed)
+    for sep in _SPACES:
+        assert c_sketch(sep + sep.join(words) + sep, 64, seed) == base, repr(sep)
+    assert c_sketch("alpha béta 中文 \U0001f600x delta echo", 64, seed) != base
+    with pytest.raises(ValueError, match="k must be"):
+        c_sketch("a b c", 0, seed)
+    with pytest.raises(TypeError):
+        c_sketch(b"a b c", 64, seed)
+
+
+def test_the_c_sketch_estimates_similarity_as_well_as_the_python_one() -> None:
+    """Either sketch's similarity tracks the exact one of two prompts' trigram sets.
+
+    `_jaccard` (common hashes among the larger sketch) estimates the Dice coefficient
+    2|A & B| / (|A| + |B|), which equals Jaccard at 1 and is close to it near the
+    near-duplicate threshold; a poor hash would scatter the estimates.
+    """
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(2000)]
+    errors: list[float] = []
+    for _ in range(200):
+        base = rng.choices(vocab, k=rng.randint(60, 400))
+        other = list(base)
+        for _ in range(rng.randint(0, len(base) // 4)):
+            other[rng.randrange(len(other))] = rng.choice(vocab)
+        a, b = " ".join(base), " ".join(other)
+        grams_a = set(zip(base, base[1:], base[2:], strict=False))
+        grams_b = set(zip(other, other[1:], other[2:], strict=False))
+        exact = 2 * len(grams_a & grams_b) / (len(grams_a) + len(grams_b))
+        for sketch in (usage._sketch, _sketch_py):
+            errors.append(abs(_jaccard(sketch(a), sketch(b)) - exact))
+    errors.sort()
+    assert errors[len(errors) // 2] < 0.04 and errors[-1] < 0.2, errors[-5:]
+
+
+def test_sketch_uses_the_c_function_and_lowercases_first(c_sketch: Sketch) -> None:
+    assert usage._sketch("Hello There World") == usage._sketch("hello THERE world")
+    assert usage._sketch("hello there world") == c_sketch("hello there world", 64, usage._SEED)
