@@ -90,6 +90,26 @@ def test_engines_identical_on_random_text() -> None:
         assert hs.scan(text) == py.scan(text)
 
 
+@needs_hs
+def test_engines_agree_on_ipv6_addresses_in_every_form() -> None:
+    """The IPv6 prefilter fragment (three colons, hex between) fires wherever the rule does."""
+    rnd = random.Random(9)
+    hs, py = Scanner(["pii"], engine="hyperscan"), Scanner(["pii"], engine="python")
+    found = 0
+    for _ in range(400):
+        groups = [f"{rnd.randrange(1 << 16):x}"[: rnd.randint(1, 4)] for _ in range(8)]
+        groups[0] = rnd.choice(["2001", "2606", "2a00", "fe80", "fd00", "::", "0"])
+        cut = rnd.randint(1, 7)
+        addr = ":".join(groups) if rnd.random() < 0.4 else (
+            ":".join(groups[:cut]) + "::" + ":".join(groups[cut + rnd.randint(0, 1) : 8])
+        )  # fmt: skip
+        text = rnd.choice(["host ", "[", "at ", ""]) + addr + rnd.choice([" up", "]", ".", ""])
+        a, b = hs.scan(text), py.scan(text)
+        assert a == b, text
+        found += any(f.kind == "pii.ip_address" for f in a)
+    assert found > 50  # the addresses were valid and public often enough to test something
+
+
 def test_chunk_boundary_secret_is_found_once() -> None:
     scanner = Scanner(["secrets"], chunk_size=1000, overlap=200)
     key = "AKIA2E0A8F3B244C9986"

@@ -402,7 +402,10 @@ class PiiDetector(RuleDetector):
                 r"[0-9A-Fa-f]{1,4})(?![\w:])",
                 M,
                 "public IPv6 address",
-                hs=r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
+                # Three colons (`_ipv6` wants them) with at most four hex digits between;
+                # no digits required before the first: a leading character class made this
+                # fragment half of the whole database's scanning time.
+                hs=r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
                 literals=(":",),
                 validate=_ipv6,
                 priority=4,
