@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from finegate.detect import Scanner, normalize
+from finegate.detect._normalize import NormalizedText
 
 
 def test_ascii_is_identity_without_map() -> None:
@@ -58,3 +59,38 @@ def test_ligature_expansion_keeps_offsets() -> None:
     text = "ﬁle at jane.roe@acme-mail.com"  # "ﬁ" is one char that folds to two
     f = Scanner(["pii"]).scan(text)
     assert [(x.kind, x.text) for x in f] == [("pii.email", "jane.roe@acme-mail.com")]
+
+
+def _fields(n: NormalizedText) -> tuple[object, ...]:
+    return (n.original, n.text, n.invisible, n.confusables, n._norm_starts, n._orig_starts,
+            n._identity)  # fmt: skip
+
+
+def test_fast_paths_give_what_folding_every_character_gives() -> None:
+    """Texts whose other characters all fold to themselves skip the per-character loop; the
+    result must be the loop's, whatever mix of characters (and cache state) comes."""
+    import random
+
+    from finegate.detect import _normalize
+
+    rnd = random.Random(4)
+    plain = "’“”—–…é中ж😀"  # unchanged by folding: only é is not (accents are stripped)
+    other = "\u200bｆﬁ\u202eа\U000e0041\ud800é"  # zero-width, fullwidth, ligature, bidi, ...
+    for trial in range(400):
+        if trial % 100 == 0:
+            _normalize._PLAIN.clear()
+        pool = "abc .\n" * 3 + plain + (other if rnd.random() < 0.5 else "")
+        text = "".join(rnd.choice(pool) for _ in range(rnd.randint(1, 80)))
+        got = normalize(text)
+        assert _fields(got) == _fields(_normalize._fold(text)) or text.isascii(), repr(text)
+        for s in range(len(got.text) + 1):  # and spans map back the same way
+            assert got.to_original(s, min(s + 2, len(got.text))) == _normalize._fold(
+                text
+            ).to_original(s, min(s + 2, len(got.text)))
+
+
+def test_the_same_text_object_is_normalized_once() -> None:
+    text = "the ‘quoted’ ｆｕｌｌ text"
+    first = normalize(text)
+    assert normalize(text) is first  # the output guard's scanner, then its leak checks
+    assert normalize("".join(["the ‘quoted’ ", "ｆｕｌｌ text"])).text == first.text

@@ -11,6 +11,7 @@ ASCII text (the common case) is returned as is, without building a map.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -63,6 +64,15 @@ def _fold_char(c: str) -> str:
 
 
 _FOLD_CACHE: dict[str, str] = {}
+# Non-ASCII characters seen to be visible and to fold to themselves (curly quotes, dashes,
+# most letters of other scripts): a text whose other characters are all here is its own
+# folded view, which a C-level check finds (`_ASCII_RUNS` removes everything else).
+_PLAIN: set[str] = set()
+_PLAIN_MAX = 16384
+_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
+# The last text normalized and its result: the output guard's scanner and its leak checks
+# normalize the same answer one after the other (the same object; `is` decides).
+_last: tuple[str, NormalizedText] | None = None
 
 
 def _invisible_class(c: str) -> str | None:
@@ -133,6 +143,23 @@ def normalize(text: str) -> NormalizedText:
     """
     if text.isascii():
         return NormalizedText(text, text)
+    last_seen = _last
+    if last_seen is not None and last_seen[0] is text:
+        return last_seen[1]
+    if _PLAIN.issuperset(_ASCII_RUNS.sub("", text)):
+        res = NormalizedText(text, text)
+    else:
+        res = _fold(text)
+    _remember(text, res)
+    return res
+
+
+def _remember(text: str, res: NormalizedText) -> None:
+    global _last
+    _last = (text, res)
+
+
+def _fold(text: str) -> NormalizedText:
     out: list[str] = []
     res = NormalizedText(text, "")
     norm_starts, orig_starts, identity = res._norm_starts, res._orig_starts, res._identity
@@ -179,6 +206,9 @@ def normalize(text: str) -> NormalizedText:
                     folded = _fold_char(c)
                     _FOLD_CACHE[c] = folded
                 if folded == c:
+                    if len(_PLAIN) >= _PLAIN_MAX:
+                        _PLAIN.clear()
+                    _PLAIN.add(c)
                     continue  # unchanged character: stays in the pending identity copy
                 if c in _CONFUSABLES:
                     res.confusables.append(i)
