@@ -67,8 +67,8 @@ _SENT_CHARS = 32768
 _LINE_LIMIT = 1 << 20
 # A service that stops reading must not make the workers buffer without bound.
 _MAX_BUFFERED = 4 << 20
-# Prompts are sent in batches: one system call per prompt was ~a tenth of a request's CPU in
-# the event loop; incidents (and throttles) come back this much later.
+# Prompts are sent in batches, one write (a system call) per this interval instead of one per
+# prompt; incidents (and throttles) come back up to this much later.
 _SEND_AFTER_S = 0.002
 
 
