@@ -129,6 +129,25 @@ def test_canary_transforms(output: str, how: str) -> None:
     assert found and found[0].kind == "leak.canary" and found[0].meta["transform"] == how
 
 
+def test_decoded_runs_are_remembered_without_changing_findings() -> None:
+    """Runs decoded once are looked up after (placeholders repeat); results stay exact."""
+    det = LeakageDetector(canaries=["ZEBRA-7731-KITE"])
+    hidden = base64.b64encode(b"marker ZEBRA-7731-KITE").decode()
+    hexed = b"key=ZEBRA-7731-KITE".hex()
+    clean = "EMAIL_3fa9c01b2d7e"
+    long_run = base64.b64encode(b"x" * 300 + b"ZEBRA-7731-KITE").decode()
+    text = f"{clean} and {hidden}, {clean} {hexed} {long_run}"
+    for _ in range(10):  # warm-up scans (the prefilter compiles after a few), then cached
+        found = det.scan(text, channel="output")
+        assert [(f.meta["transform"], f.text) for f in found] == [
+            ("base64", hidden), ("hex", hexed), ("base64", long_run)
+        ], found  # fmt: skip
+    from finegate.detect._leakage import _BASE64
+
+    assert (_BASE64, clean) in det._decoded and (_BASE64, long_run) not in det._decoded
+    assert det.scan(f"{clean} {clean}", channel="output") == []
+
+
 def test_system_prompt_leak_and_short_canary() -> None:
     prompt = (
         "You are Orbit, the billing assistant. Never discuss refunds above 100 dollars "

@@ -39,6 +39,8 @@ _ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
 
 
 _NON_ALNUM = re.compile(r"[\W_]")
+# Decoded runs remembered per detector: placeholder-sized ones only, so at most ~1 MB.
+_DECODED_MAX, _DECODED_RUN_MAX = 4096, 256
 _URLSAFE = str.maketrans("-_", "+/")
 
 
@@ -130,6 +132,7 @@ class LeakageDetector(RuleDetector):
         self._b64_min, self._hex_min = max(8, -(-4 * shortest // 3)), max(8, 2 * shortest)
         self._b64_runs = _runs(_B64_CHARS, self._b64_min, "={0,2}")
         self._hex_runs = _runs(_HEX_CHARS, self._hex_min)
+        self._decoded: dict[tuple[int, str], tuple[int, ...]] = {}
         self.min_words = max(3, min_words)
         self._prompt_words: list[str] = []
         self._grams: set[tuple[str, ...]] = set()
@@ -215,17 +218,33 @@ class LeakageDetector(RuleDetector):
                     out.append(self._hit(norm, found.start(), found.end(), i, "rot13"))
                     found = self._rot13_re[i].search(text, found.start() + 1)
         for m in self._runs_of(self._b64_runs, self._b64_min, text, checks, _BASE64, fired):
-            flat = _NON_ALNUM.sub("", _b64_text(m.group(0))).lower()
-            for i, core in enumerate(self._cores):
-                if core in flat:
-                    out.append(self._hit(norm, m.start(), m.end(), i, "base64"))
+            for i in self._decoded_cores(m.group(0), _BASE64):
+                out.append(self._hit(norm, m.start(), m.end(), i, "base64"))
         for m in self._runs_of(self._hex_runs, self._hex_min, text, checks, _HEX, fired):
             run = m.group(0)[: len(m.group(0)) // 2 * 2]
-            flat = _NON_ALNUM.sub("", bytes.fromhex(run).decode("utf-8", "ignore"))
-            for i, core in enumerate(self._cores):
-                if core in flat.lower():
-                    out.append(self._hit(norm, m.start(), m.start() + len(run), i, "hex"))
+            for i in self._decoded_cores(run, _HEX):
+                out.append(self._hit(norm, m.start(), m.start() + len(run), i, "hex"))
         return out
+
+    def _decoded_cores(self, run: str, check: int) -> tuple[int, ...]:
+        """The canary cores a base64 or hex run decodes to (indices), remembered per run.
+
+        Gateway answers repeat the same runs: the pseudonym placeholders of a request
+        (``EMAIL_3fa9c01b2d7e``), again and again, and the same ones across requests.
+        """
+        key = (check, run)
+        found = self._decoded.get(key)
+        if found is None:
+            if check == _BASE64:
+                flat = _NON_ALNUM.sub("", _b64_text(run)).lower()
+            else:
+                flat = _NON_ALNUM.sub("", bytes.fromhex(run).decode("utf-8", "ignore")).lower()
+            found = tuple(i for i, core in enumerate(self._cores) if core in flat)
+            if len(run) <= _DECODED_RUN_MAX:
+                if len(self._decoded) >= _DECODED_MAX:
+                    self._decoded.clear()
+                self._decoded[key] = found
+        return found
 
     def _prompt(self, norm: NormalizedText) -> list[Finding]:
         # Words are found with one C-level findall; their offsets are only computed when a
