@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
 from finegate.detect._types import Finding
+from finegate.errors import ConfigError
 
 Mode = Literal["redact", "mask", "pseudonymize"]
 MODES: tuple[Mode, ...] = ("redact", "mask", "pseudonymize")
@@ -38,7 +39,15 @@ def is_sensitive(finding: Finding) -> bool:
 
 def label_for(kind: str) -> str:
     """Return the placeholder label of a kind: ``pii.email`` -> ``EMAIL``."""
-    return kind.split(".", 1)[-1].upper()
+    label = _LABELS.get(kind)
+    if label is None:
+        label = kind.split(".", 1)[-1].upper()
+        if len(_LABELS) < 4096:  # kinds are a small fixed set; bound it all the same
+            _LABELS[kind] = label
+    return label
+
+
+_LABELS: dict[str, str] = {}
 
 
 @runtime_checkable
@@ -211,8 +220,6 @@ def redact(
     Returns:
         A `Redaction` with the new text and the replacements made.
     """
-    from finegate.errors import ConfigError
-
     if mode not in MODES:
         raise ConfigError(f"unknown redaction mode {mode!r}", hint=f"known: {', '.join(MODES)}")
     chosen = [f for f in findings if select is None or select(f)]

@@ -24,7 +24,8 @@ class Severity(enum.IntEnum):
     CRITICAL = 4
 
     def __str__(self) -> str:
-        return self.name.lower()
+        # `name` is a descriptor lookup; this is called for every guard decision.
+        return _SEVERITY_NAMES[self._value_]
 
     @classmethod
     def parse(cls, value: str | int | Severity) -> Severity:
@@ -98,3 +99,6 @@ class Detector(Protocol):
     def scan(self, text: str, *, channel: Channel = "input") -> list[Finding]:
         """Return the findings in ``text`` seen on ``channel``."""
         ...
+
+
+_SEVERITY_NAMES = tuple(s.name.lower() for s in Severity)
