@@ -39,8 +39,9 @@ _ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
 
 
 _NON_ALNUM = re.compile(r"[\W_]")
-# Decoded runs remembered per detector: placeholder-sized ones only, so at most ~1 MB.
-_DECODED_MAX, _DECODED_RUN_MAX = 4096, 256
+# Decoded runs remembered per detector: placeholder-sized ones, a request's worth and more;
+# at most ~100 KB per detector (the gateway keeps up to 256, one per system prompt).
+_DECODED_MAX, _DECODED_RUN_MAX = 256, 256
 _URLSAFE = str.maketrans("-_", "+/")
 
 
