@@ -141,6 +141,7 @@ def normalize(text: str) -> NormalizedText:
     Returns:
         A `NormalizedText`; for ASCII input its ``text`` is ``text`` itself.
     """
+    global _last
     if text.isascii():
         return NormalizedText(text, text)
     last_seen = _last
@@ -150,13 +151,8 @@ def normalize(text: str) -> NormalizedText:
         res = NormalizedText(text, text)
     else:
         res = _fold(text)
-    _remember(text, res)
-    return res
-
-
-def _remember(text: str, res: NormalizedText) -> None:
-    global _last
     _last = (text, res)
+    return res
 
 
 def _fold(text: str) -> NormalizedText:

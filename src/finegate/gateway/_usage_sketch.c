@@ -39,8 +39,8 @@ static inline uint64_t trigram(uint64_t a, uint64_t b, uint64_t c) {
 typedef struct {
     uint64_t *heap;
     Py_ssize_t size, k;
-    uint64_t *slots; /* open addressing, linear probing; EMPTY and GONE are reserved */
-    unsigned char *used; /* 0 empty, 1 live, 2 deleted */
+    uint64_t *slots; /* open addressing, linear probing */
+    unsigned char *used; /* per slot: 0 empty, 1 live, 2 deleted */
     Py_ssize_t mask, deleted;
 } BottomK;
 
