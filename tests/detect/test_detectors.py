@@ -180,7 +180,19 @@ def test_finding_to_dict_is_json_ready() -> None:
     assert f.to_dict()["severity"] == "medium" and f.category == "pii"
 
 
-def test_leak_prefilter_finds_exactly_what_the_python_checks_find() -> None:
+@pytest.fixture(params=["c", "hyperscan"])
+def runs_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way the leak prefilter finds encoded runs (the C extension, hyperscan patterns)."""
+    from finegate.detect import _leakage
+
+    if request.param == "hyperscan":
+        monkeypatch.setattr(_leakage, "_runs_in", None)
+    else:
+        assert _leakage._runs_in is not None, "the _runs extension was not built"
+    return str(request.param)
+
+
+def test_leak_prefilter_finds_exactly_what_the_python_checks_find(runs_impl: str) -> None:
     """The hyperscan pass may only skip checks that would have found nothing."""
     import codecs
     import random
@@ -244,7 +256,9 @@ def test_the_ascii_view_table_holds_every_character_that_can_match_as_an_ascii_l
     assert {c: [v] for c, v in _AS_ASCII_LETTER.items()} == found
 
 
-def test_leak_prefilter_on_text_that_is_not_ascii_finds_what_the_python_checks_find() -> None:
+def test_leak_prefilter_on_text_that_is_not_ascii_finds_what_the_python_checks_find(
+    runs_impl: str,
+) -> None:
     """Curly quotes, dashes, emoji, other scripts and the letters that match as ASCII ones
     (dotless i, long s, Kelvin sign): the prefilter's view of such text may only skip
     checks that would have found nothing, with or without normalization first."""

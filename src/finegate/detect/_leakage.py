@@ -12,7 +12,7 @@ import binascii
 import codecs
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import compress
 from typing import Any
@@ -21,6 +21,12 @@ from finegate.detect._ascii import ascii_view
 from finegate.detect._base import RuleDetector
 from finegate.detect._normalize import NormalizedText
 from finegate.detect._types import Channel, Finding, Severity
+
+_runs_in: Callable[[bytes, bytes, int], list[tuple[int, int]]] | None
+try:
+    from finegate.detect._runs import runs as _runs_in
+except ImportError:  # built without a C compiler (the extension is optional)
+    _runs_in = None
 
 
 def _runs(chars: str, shortest: int, tail: str = "") -> re.Pattern[str]:
@@ -35,6 +41,9 @@ _WORDS = re.compile(r"[^\W_]+")
 # The checks, as reported by the hyperscan `_Prefilter`.
 _FORMS, _PROMPT, _BASE64, _HEX = 0, 1, 2, 3
 _CANARY_CHECKS = frozenset({_FORMS, _BASE64, _HEX})
+# The two run classes as byte tables (for `_runs_in`): the same sets as the patterns.
+_B64_TABLE = bytes(re.fullmatch(rf"[{_B64_CHARS}]", chr(b)) is not None for b in range(256))
+_HEX_TABLE = bytes(re.fullmatch(rf"[{_HEX_CHARS}]", chr(b)) is not None for b in range(256))
 _ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
 
 
@@ -298,11 +307,12 @@ class _Prefilter:
 
     Checks: `_FORMS` (the canary spelled out, spaced, reversed or rot13), `_BASE64` and `_HEX`
     (an encoded run long enough to hold a canary), `_PROMPT` (an n-gram of system-prompt
-    words). Each pattern matches a superset of what its Python check finds, so a check that
-    does not fire has no finding and its (much slower) Python code is skipped. Only ASCII
-    canaries and prompts take this path, and ASCII texts: there hyperscan's caseless
-    matching and ``\W`` are exactly Python's (other texts are scanned as their
-    `_ascii_view`). The database is compiled after `WARMUP` scans, because a
+    words); the encoded runs come from `_runs_in` (C) where the extension was built, from
+    hyperscan patterns otherwise. Each pattern matches a superset of what its Python check
+    finds, so a check that does not fire has no finding and its (much slower) Python code is
+    skipped. Only ASCII canaries and prompts take this path, and ASCII texts: there
+    hyperscan's caseless matching and ``\W`` are exactly Python's (other texts are scanned as
+    their `_ascii_view`). The database is compiled after `WARMUP` scans, because a
     detector built for a single evaluation case would spend more on compiling than it saves.
     """
 
@@ -325,7 +335,7 @@ class _Prefilter:
             out.append((sep.join(re.escape(c) for c in core).encode(), _FORMS))
             out.append((sep.join(re.escape(c) for c in core[::-1]).encode(), _FORMS))
             out.append((re.escape(codecs.encode(core, "rot13")).encode(), _FORMS))
-        if cores:  # once per run, at its start (not after it): see `LeakageDetector._runs_of`
+        if cores and _runs_in is None:  # once per run, at its start: see `_runs_of`
             for chars, shortest, check in ((_B64_CHARS, det._b64_min, _BASE64),
                                            (_HEX_CHARS, det._hex_min, _HEX)):  # fmt: skip
                 out.append((rf"(?:^|[^{chars}])[{chars}]{{{shortest}}}".encode(), check))
@@ -376,6 +386,21 @@ class _Prefilter:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
         hits: dict[int, list[int]] = {}
         self._db.scan(text, match_event_handler=_note, context=hits, scratch=scratch)
+        det = self._detector
+        if _runs_in is not None and det._cores:
+            spans = _runs_in(text, _B64_TABLE, det._b64_min)
+            if spans:
+                hits[_BASE64] = [start + det._b64_min for start, _ in spans]
+                # Hex characters are base64 ones: each hex run lies in a base64 run at
+                # least as long, so only those are looked into.
+                hexes = [
+                    start + s + det._hex_min
+                    for start, end in spans
+                    if end - start >= det._hex_min
+                    for s, _ in _runs_in(text[start:end], _HEX_TABLE, det._hex_min)
+                ]
+                if hexes:
+                    hits[_HEX] = hexes
         return hits
 
 

@@ -122,19 +122,22 @@ _EMAIL_DOMAIN_RUN = re.compile(r"[A-Za-z0-9.\-]*")
 def _email_matches(regex: re.Pattern[str], text: str) -> list[re.Match[str]]:
     r"""``list(regex.finditer(text))`` for the email rule, searching only around each ``@``.
 
-    Every match holds exactly one ``@``: its local part (at most 64 characters, no ``@``)
-    precedes it and its domain lies in the run of domain characters after it. So the match
-    holding an ``@`` (if any) is found by a search from 64 characters before it, or from the
-    previous match's end (``finditer`` does not overlap), to one character past that run
-    (``\b`` looks at it; the search start's ``\b`` sees the real text before it). Prose
-    then costs a few short searches instead of a regex attempt at every word.
+    Every match holds exactly one ``@``: its local part (at most 64 characters, no ``@``, no
+    space) precedes it and its domain lies in the run of domain characters after it. So the
+    match holding an ``@`` (if any) is found by a search from 64 characters before it, the
+    previous match's end (``finditer`` does not overlap) or the last space before it,
+    whichever is last, to one character past that run (``\b`` looks at it; the search
+    start's ``\b`` sees the real text before it). Prose then costs a few short searches
+    instead of a regex attempt at every word.
     """
     out: list[re.Match[str]] = []
     last = 0
     at = text.find("@")
     while at >= 0:
         run_end = _EMAIL_DOMAIN_RUN.match(text, at + 1).end()  # type: ignore[union-attr]
-        m = regex.search(text, max(last, at - 64), run_end + 1)
+        start = max(last, at - 64)
+        start = max(start, text.rfind(" ", start, at) + 1)
+        m = regex.search(text, start, run_end + 1)
         if m is not None:
             out.append(m)
             last = m.end()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -170,10 +170,9 @@ class UsageMonitor:
             state.forget_oldest()
         size = len(prompt) if length is None else length
         seen = _Seen(now, size, _sketch(prompt), prompt[:1024])
-        prompts = list(state.prompts)
-        same_start = list(state.by_start.get(seen.head[:_MIN_PREFIX], ()))
+        # The signals count the earlier prompts: `seen` is remembered once they are computed.
+        prompts = state.prompts
         shared = state.shared_hashes(seen.shingles)
-        state.remember(seen)
         found: list[Incident] = []
 
         def due(kind: str) -> bool:
@@ -195,6 +194,7 @@ class UsageMonitor:
                              {"similar_prompts": dup + 1, "window_s": cfg.window_s})
                 )  # fmt: skip
         if due("extraction.prefix_probing"):
+            same_start = state.by_start.get(seen.head[:_MIN_PREFIX], ())
             prefix = _shared_prefix_count(same_start, seen.head)
             if prefix + 1 >= cfg.prefix_count:
                 found.append(
@@ -211,12 +211,13 @@ class UsageMonitor:
                              {"long_prompts_last_minute": long_recent + 1,
                               "min_chars": cfg.burst_chars})
                 )  # fmt: skip
+        state.remember(seen)
         for inc in found:
             state.reported[inc.kind] = now
         return found
 
 
-def _shared_prefix_count(prompts: list[_Seen], head: str, min_prefix: int = _MIN_PREFIX) -> int:
+def _shared_prefix_count(prompts: Iterable[_Seen], head: str, min_prefix: int = _MIN_PREFIX) -> int:
     """How many earlier prompts share a long prefix with ``head`` but end differently.
 
     The prefix must cover at least half of the shorter prompt and ``min_prefix`` characters;
