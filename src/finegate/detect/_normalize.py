@@ -11,7 +11,6 @@ ASCII text (the common case) is returned as is, without building a map.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -66,10 +65,10 @@ def _fold_char(c: str) -> str:
 _FOLD_CACHE: dict[str, str] = {}
 # Non-ASCII characters seen to be visible and to fold to themselves (curly quotes, dashes,
 # most letters of other scripts): a text whose other characters are all here is its own
-# folded view, which a C-level check finds (`_ASCII_RUNS` removes everything else).
+# folded view, which a C-level check finds (`_non_ascii` removes everything else).
 _PLAIN: set[str] = set()
 _PLAIN_MAX = 16384
-_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
+_ASCII_BYTES = bytes(range(128))
 # The last text normalized and its result: the output guard's scanner and its leak checks
 # normalize the same answer one after the other (the same object; `is` decides).
 _last: tuple[str, NormalizedText] | None = None
@@ -147,12 +146,22 @@ def normalize(text: str) -> NormalizedText:
     last_seen = _last
     if last_seen is not None and last_seen[0] is text:
         return last_seen[1]
-    if _PLAIN.issuperset(_ASCII_RUNS.sub("", text)):
+    if _PLAIN.issuperset(_non_ascii(text)):
         res = NormalizedText(text, text)
     else:
         res = _fold(text)
     _last = (text, res)
     return res
+
+
+def _non_ascii(text: str) -> str:
+    """The characters of ``text`` that are not ASCII, in order.
+
+    Through UTF-8, where every byte of a non-ASCII character is 0x80 or above: the byte
+    deletion is a C table loop, twice as fast as a regex substitution on such text.
+    """
+    raw = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    return raw.decode("utf-8", "surrogatepass")
 
 
 def _fold(text: str) -> NormalizedText:
