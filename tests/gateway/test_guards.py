@@ -198,13 +198,15 @@ def test_usage_prefix_probing_counts_the_whole_window_through_the_prefix_index()
 
 @pytest.fixture(params=["c", "python"])
 def sketch_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each sketch implementation in turn (the C extension, the Python fallback)."""
+    """Each implementation in turn (the C extension: sketch and hash counts; the Python one)."""
     from finegate.gateway import usage
 
     if request.param == "python":
         monkeypatch.setattr(usage, "_c_sketch", None)
+        monkeypatch.setattr(usage, "_CHashCounts", None)
     else:
         assert usage._c_sketch is not None, "the _usage_sketch extension was not built"
+        assert usage._CHashCounts is not None
     return str(request.param)
 
 

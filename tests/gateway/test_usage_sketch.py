@@ -117,3 +117,45 @@ def test_the_c_sketch_estimates_similarity_as_well_as_the_python_one() -> None:
 def test_sketch_uses_the_c_function_and_lowercases_first(c_sketch: Sketch) -> None:
     assert usage._sketch("Hello There World") == usage._sketch("hello THERE world")
     assert usage._sketch("hello there world") == c_sketch("hello there world", 64, usage._SEED)
+
+
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_hash_counts_count_exactly_what_was_added_and_not_removed(impl: str) -> None:
+    """Both implementations against `collections.Counter`, through growth and shrinking."""
+    from collections import Counter
+
+    assert usage._CHashCounts is not None, "the _usage_sketch extension was not built"
+    counts = usage._CHashCounts() if impl == "c" else usage._PyHashCounts()
+    rng = random.Random(9)
+    expected: Counter[int] = Counter()
+    held: list[frozenset[int]] = []
+    pool = [rng.getrandbits(64) for _ in range(3000)] + [0, -1, -(2**63), 2**63 - 1]
+    for step in range(4000):
+        if held and (rng.random() < 0.45 or len(held) > 300):
+            gone = held.pop(rng.randrange(len(held)))
+            counts.remove(gone)
+            expected.subtract(gone)
+        else:
+            new = frozenset(rng.sample(pool, rng.choice([1, 8, 64])))
+            counts.add(new)
+            expected.update(new)
+            held.append(new)
+        probe = frozenset(rng.sample(pool, 64))
+        assert counts.shared(probe) == sum(expected[v] for v in probe), step
+        assert len(counts) == sum(1 for v in expected.values() if v), step
+    for gone in held:
+        counts.remove(gone)
+    assert len(counts) == 0 and counts.shared(pool) == 0
+
+
+def test_hash_counts_refuse_what_is_not_a_64_bit_int() -> None:
+    assert usage._CHashCounts is not None, "the _usage_sketch extension was not built"
+    counts = usage._CHashCounts()
+    with pytest.raises(OverflowError):
+        counts.add([2**64])
+    with pytest.raises(TypeError):
+        counts.add(["a"])  # type: ignore[list-item]
+    with pytest.raises(KeyError):
+        counts.remove([5])
+    with pytest.raises(TypeError):
+        usage._CHashCounts(1)  # type: ignore[call-arg]

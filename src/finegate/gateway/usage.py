@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from types import ModuleType
+from typing import Any, Protocol
 
 from finegate.gateway.config import UsageConfig
 
-_c_sketch: Callable[[str, int, int], frozenset[int]] | None
+_native: ModuleType | None
 try:
-    from finegate.gateway._usage_sketch import sketch as _c_sketch
+    from finegate.gateway import _usage_sketch as _native
 except ImportError:  # built without a C compiler (the extension is optional)
-    _c_sketch = None
+    _native = None
+_c_sketch: Callable[[str, int, int], frozenset[int]] | None = None
+_CHashCounts: Callable[[], _HashCounts] | None = None
+if _native is not None:
+    _c_sketch, _CHashCounts = _native.sketch, _native.HashCounts
 # Like Python's own hash seed: sketch values a client cannot predict, so it cannot aim
 # prompts at colliding counters.
 _SEED = int.from_bytes(os.urandom(8), "little")
@@ -57,6 +62,46 @@ class _Seen:
 _MIN_PREFIX = 24
 
 
+class _HashCounts(Protocol):
+    """How many remembered sketches hold each hash (`_usage_sketch.HashCounts` in C)."""
+
+    def add(self, values: Iterable[int], /) -> None: ...
+    def remove(self, values: Iterable[int], /) -> None: ...
+    def shared(self, values: Iterable[int], /) -> int: ...
+    def __len__(self) -> int: ...
+
+
+class _PyHashCounts:
+    """`_HashCounts` in Python, where the extension was not built."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+
+    def add(self, values: Iterable[int], /) -> None:
+        counts = self._counts
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+
+    def remove(self, values: Iterable[int], /) -> None:
+        counts = self._counts
+        for v in values:
+            left = counts[v] - 1
+            if left:
+                counts[v] = left
+            else:
+                del counts[v]
+
+    def shared(self, values: Iterable[int], /) -> int:
+        return sum(map(self._counts.get, values, repeat(0)))
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+def _hash_counts() -> _HashCounts:
+    return _CHashCounts() if _CHashCounts is not None else _PyHashCounts()
+
+
 @dataclass
 class _KeyState:
     prompts: deque[_Seen]
@@ -65,21 +110,18 @@ class _KeyState:
     # of a new prompt can share a long enough prefix with it (see `_shared_prefix_count`).
     by_start: dict[str, deque[_Seen]] = field(default_factory=dict)
     # How many prompts hold each sketch hash: bounds the near-duplicate count without
-    # comparing the new prompt with each (`shared_hashes`). Forgotten prompts stay counted
-    # until `forgotten` reaches the history size and the counts are rebuilt: the bound only
-    # grows looser, and no per-hash Python loop runs per request.
-    hash_counts: Counter[int] = field(default_factory=Counter)
-    forgotten: int = 0
+    # comparing the new prompt with each (`shared_hashes`).
+    hash_counts: _HashCounts = field(default_factory=_hash_counts)
 
     def shared_hashes(self, sketch: frozenset[int]) -> int:
-        """At least the sum over the prompts of the hashes each shares with ``sketch``."""
-        return sum(map(self.hash_counts.get, sketch, repeat(0)))
+        """The sum over the prompts of the hashes each shares with ``sketch``."""
+        return self.hash_counts.shared(sketch)
 
     def remember(self, seen: _Seen) -> None:
         if len(self.prompts) == self.prompts.maxlen:
             self.forget_oldest()
         self.prompts.append(seen)
-        self.hash_counts.update(seen.shingles)
+        self.hash_counts.add(seen.shingles)
         start = seen.head[:_MIN_PREFIX]
         bucket = self.by_start.get(start)
         if bucket is None:
@@ -88,12 +130,7 @@ class _KeyState:
 
     def forget_oldest(self) -> None:
         old = self.prompts.popleft()
-        self.forgotten += 1
-        if self.forgotten >= (self.prompts.maxlen or 1):
-            self.forgotten = 0
-            self.hash_counts = Counter()
-            for p in self.prompts:
-                self.hash_counts.update(p.shingles)
+        self.hash_counts.remove(old.shingles)
         start = old.head[:_MIN_PREFIX]
         bucket = self.by_start[start]
         bucket.popleft()  # buckets keep arrival order, so the oldest prompt leads its bucket
