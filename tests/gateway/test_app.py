@@ -351,9 +351,8 @@ async def test_chat_answers_reach_the_transport_in_one_write() -> None:
     """Under uvicorn, `ChatFastPath` hands the status line, headers and body to the socket
     at once; the server's own transport is back in place afterwards, and closing (for
     ``Connection: close``) sends what was held first."""
-    from starlette.responses import Response
-
     from finegate.gateway.app import ChatFastPath
+    from finegate.gateway.service import Reply
 
     class Transport:
         def __init__(self) -> None:
@@ -374,17 +373,19 @@ async def test_chat_answers_reach_the_transport_in_one_write() -> None:
         def __init__(self, close: bool) -> None:
             self.transport: Any = Transport()
             self.close = close
+            self.started: dict[str, Any] = {}
 
         async def send(self, message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                self.started = message
                 self.transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
             else:
                 self.transport.write(message.get("body", b""))
                 if self.close:
                     self.transport.close()
 
-    async def endpoint(_: Any) -> Response:
-        return Response(b'{"ok":true}', media_type="application/json")
+    async def endpoint(_scope: Any, _receive: Any) -> Reply:
+        return Reply(200, {"ok": True}, headers={"X-Request-Id": "req_1"})
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -397,10 +398,13 @@ async def test_chat_answers_reach_the_transport_in_one_write() -> None:
         assert cycle.transport is real
         assert real.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"ok":true}']
         assert real.closed is close
+        assert cycle.started["status"] == 200
+        assert cycle.started["headers"] == [
+            (b"content-length", b"11"), (b"content-type", b"application/json"),
+            (b"x-request-id", b"req_1"),
+        ]  # fmt: skip
 
     # A stream is never held: each event is on the socket before the next one is made.
-    from starlette.responses import StreamingResponse
-
     streamed = Cycle(False)
 
     async def events() -> Any:
@@ -408,8 +412,8 @@ async def test_chat_answers_reach_the_transport_in_one_write() -> None:
             assert len(streamed.transport.writes) == i + 1  # the headers, then each event
             yield f"data: {i}\n\n".encode()
 
-    async def stream_endpoint(_: Any) -> StreamingResponse:
-        return StreamingResponse(events(), media_type="text/event-stream")
+    async def stream_endpoint(_scope: Any, _receive: Any) -> Reply:
+        return Reply(200, stream=events())
 
     async def connected() -> dict[str, Any]:  # the client stays: wait until cancelled
         await asyncio.Event().wait()
