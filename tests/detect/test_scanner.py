@@ -110,6 +110,33 @@ def test_engines_agree_on_ipv6_addresses_in_every_form() -> None:
     assert found > 50  # the addresses were valid and public often enough to test something
 
 
+@needs_hs
+def test_engines_agree_on_phone_numbers_in_every_form() -> None:
+    """The phone prefilter starts at a boundary (a country code, an area code in brackets,
+    separators, digit runs inside words); it fires wherever the rule finds a number, in short
+    texts and in long ones (verified around the prefilter's ends)."""
+    rnd = random.Random(13)
+    hs, py = Scanner(["pii"], engine="hyperscan"), Scanner(["pii"], engine="python")
+    found = 0
+    for i in range(600):
+        shape = rnd.choice(["### ### ####", "###-###-####", "(###) ###-####", "##########",
+                            "+## ## #### ####", "+# ### ### ####", "0## #### ####", "###.####",
+                            "+##(#)### ####", "## ## ## ## ##", "#######"])  # fmt: skip
+        number = "".join(rnd.choice("123456789") if c == "#" else c for c in shape)
+        before = rnd.choice(["call me on ", "phone: ", "tel: ", "x", "_", "EMAIL_", "#", "é"])
+        text = before + number + rnd.choice(["", " now", "x", ".", ".5", "-", "/a"])
+        if i % 5 == 0:  # long texts take the windowed path
+            text = "word " * 900 + text + " tail" * 50
+        a, b = hs.scan(text), py.scan(text)
+        assert a == b, text
+        found += any(f.kind == "pii.phone" for f in a)
+    assert found > 30  # numbers were found often enough to test something
+    # A digit run inside a placeholder no longer makes the rule a candidate at all.
+    rules = hs._ruleset.rules
+    text = "reach me at EMAIL_0265851fcc74 today"
+    assert "pii.phone" not in {rules[i].kind for i in hs._ruleset.candidates(text)}
+
+
 def test_chunk_boundary_secret_is_found_once() -> None:
     scanner = Scanner(["secrets"], chunk_size=1000, overlap=200)
     key = "AKIA2E0A8F3B244C9986"

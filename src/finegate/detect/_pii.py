@@ -345,7 +345,11 @@ class PiiDetector(RuleDetector):
                 r"(?:[ .\-]\d{2,8}){1,4}|\d{7,15})(?![\w\-/]|[.:,]\d)",
                 M,
                 "phone number",
-                hs=r"\d(?:[ .\-()]{0,2}\d){6}",
+                # From the first digit: a match's first digit follows its start or a "+"/"("
+                # there, and a valid one has 7 digits, none more than two characters apart.
+                # The start's boundary keeps digit runs inside words (pseudonym placeholders
+                # like EMAIL_0265851fcc74, ids) from making the rule a candidate.
+                hs=r"(?:^|[^\w+.\-/:$])[+(]?\d(?:[ .\-()]{0,2}\d){6}",
                 validate=self._phone,
                 priority=3,
             ),
