@@ -33,9 +33,16 @@ def _trigram(a: int, b: int, c: int) -> int:
     return _mix64(_mix64(_mix64(a) ^ b) ^ c)
 
 
+def _lower(word: str) -> str:
+    """Each character's simple lowercase mapping: `str.lower` a character at a time, except
+    for the one character whose full mapping is two (U+0130, dotted capital I)."""
+    return "".join("i" if c == "\u0130" else c.lower() for c in word)
+
+
 def reference_sketch(text: str, k: int, seed: int) -> frozenset[int]:
-    """What the C function computes, in Python: `str.split` words, FNV-1a, bottom-k."""
-    words = [_word(w, seed) for w in text.split()[:2000]]
+    """What the C function computes, in Python: `str.split` words, lowercased, FNV-1a,
+    bottom-k."""
+    words = [_word(_lower(w), seed) for w in text.split()[:2000]]
     if len(words) < 3:
         padded = [*words, 0, 0]
         return frozenset({_trigram(padded[0], padded[1], len(words))})
@@ -46,7 +53,8 @@ def reference_sketch(text: str, k: int, seed: int) -> frozenset[int]:
 # Python's str.split() separators beyond the ASCII ones, and letters of each storage width.
 _SPACES = [" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0",
            "\u2003", "\u2028", "\u3000"]  # fmt: skip
-_LETTERS = ["a", "z", "0", "é", "ß", "Ω", "ж", "\u200b", "中", "\ud800", "\U0001f600", "\u00ad"]
+_LETTERS = ["a", "z", "0", "é", "ß", "Ω", "ж", "\u200b", "中", "\ud800", "\U0001f600", "\u00ad",
+            "A", "É", "Σ", "Ж", "\u0130", "\U00010400"]  # fmt: skip
 
 
 def _texts(rng: random.Random) -> list[str]:
@@ -82,7 +90,8 @@ def test_the_c_sketch_splits_words_as_str_split_does(c_sketch: Sketch) -> None:
     base = c_sketch(" ".join(words), 64, seed)
     for sep in _SPACES:
         assert c_sketch(sep + sep.join(words) + sep, 64, seed) == base, repr(sep)
-    assert c_sketch("alpha béta 中文 \U0001f600x delta echo", 64, seed) != base
+    assert c_sketch("ALPHA BÉTA 中文 \U0001f600X Delta echo", 64, seed) == base  # case: no
+    assert c_sketch("alphas béta 中文 \U0001f600x delta echo", 64, seed) != base
     with pytest.raises(ValueError, match="k must be"):
         c_sketch("a b c", 0, seed)
     with pytest.raises(TypeError):
@@ -159,3 +168,15 @@ def test_hash_counts_refuse_what_is_not_a_64_bit_int() -> None:
         counts.remove([5])
     with pytest.raises(TypeError):
         usage._CHashCounts(1)  # type: ignore[call-arg]
+
+
+def test_the_c_sketch_lowercases_every_character_as_its_specification(c_sketch: Sketch) -> None:
+    """Every code point, as a word of its own between two fixed words (a trigram each)."""
+    import sys
+
+    chars = [chr(i) for i in range(sys.maxunicode + 1) if not chr(i).isspace()]
+    for start in range(0, len(chars), 20000):
+        words = [f"{c}q" for c in chars[start : start + 20000]]
+        for i in range(0, len(words), 1998):
+            text = " ".join(words[i : i + 1998])
+            assert c_sketch(text, 2000, 5) == reference_sketch(text, 2000, 5), words[i]

@@ -141,13 +141,14 @@ class _KeyState:
 def _sketch(text: str, k: int = 64) -> frozenset[int]:
     """Bottom-k sketch of the word-trigram set (a MinHash variant: Jaccard from k hashes).
 
-    In C (`_usage_sketch`) where the extension was built: the same words and trigrams with
-    its own hash (seeded per process, like Python's), without the few hundred objects per
+    In C (`_usage_sketch`) where the extension was built: the same words and trigrams
+    (lowercased a character at a time) with its own hash (seeded per process, like
+    Python's), without the few hundred objects per
     prompt that cost the gateway ~0.06 ms per request. Sketches are only ever compared with
     sketches made by the same process, so either function is used throughout.
     """
     if _c_sketch is not None:
-        return _c_sketch(text.lower(), k, _SEED)
+        return _c_sketch(text, k, _SEED)
     return _sketch_py(text, k)
 
 
