@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
+from finegate._fast_init import fast_init
 from finegate.detect._types import Finding
 from finegate.errors import ConfigError
 
@@ -134,6 +135,7 @@ class Pseudonymizer:
         return tok
 
 
+@fast_init
 @dataclass(frozen=True)
 class Redaction:
     """Result of `redact`: the new text and what replaced what.

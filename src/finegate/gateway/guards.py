@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from finegate._fast_init import fast_init
 from finegate.detect import (
     Finding,
     InMemoryVault,
@@ -46,6 +47,7 @@ __all__ = [
 BLOCKED_OUTPUT = "[finegate] The answer was withheld by the gateway's output guard."
 
 
+@fast_init
 @dataclass(frozen=True)
 class Decision:
     """One guard decision, as logged and counted in metrics (never holds the sensitive text)."""

@@ -12,10 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from finegate._fast_init import fast_init
+
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "error"]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ToolCall:
     """A function call the model asked for; ``arguments`` is the raw JSON text it produced."""
@@ -38,6 +41,7 @@ class ToolCall:
         )
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChatMessage:
     """One message of a conversation."""
@@ -97,6 +101,7 @@ class ToolSpec:
         )
 
 
+@fast_init
 @dataclass(frozen=True)
 class GenerationParams:
     """Decoding settings. Greedy (temperature 0) by default; ``seed`` makes sampling repeatable."""
@@ -134,6 +139,7 @@ class GenerationParams:
         return self.temperature <= 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChatRequest:
     """One chat-completion request. ``metadata`` is carried along but never hashed."""
@@ -177,6 +183,7 @@ class ChatRequest:
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChatResponse:
     """A model's answer to one request.
