@@ -29,6 +29,8 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,14 +52,31 @@ def typographic_prompts(n: int) -> list[str]:
     return [typographic_2kb(i) for i in range(n)]
 
 
-async def measure(prompts: list[str], rounds: int) -> float:
-    """Best CPU seconds per request over ``rounds`` passes of all prompts."""
+def make_prompts(kind: str, n: int) -> list[str]:
+    """``n`` prompts of one kind: ``bench``, ``typographic`` or ``varied``."""
+    if kind == "bench":
+        return [prompt_2kb(i) for i in range(n)]
+    if kind == "typographic":
+        return typographic_prompts(n)
+    return varied_prompts(n)
+
+
+async def measure(
+    prompts: list[str], rounds: int, *, pseudonym_key_env: str | None = None,
+    around: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> float:  # fmt: skip
+    """Best CPU seconds per request over ``rounds`` passes of all prompts.
+
+    ``around`` is entered for the rounds only (after the warm-up); ``pseudonym_key_env``
+    names the variable holding a fixed pseudonym key (default: a random key).
+    """
     from finegate.gateway import create_key
     from finegate.gateway.config import GatewayConfig
     from finegate.gateway.service import Gateway
     from finegate.store.db import open_store
 
     cfg = gateway_config(1, None)
+    cfg["pseudonym_key_env"] = pseudonym_key_env
     cfg["upstreams"][0]["uri"] = "mock:echo"
     store = open_store()
     _, key = create_key(store, "default", name="bench")
@@ -73,12 +92,13 @@ async def measure(prompts: list[str], rounds: int) -> float:
         for body in bodies[:300]:  # warm up: caches, compiled prefilters, the writer process
             await gw.chat(body, auth)
         best = float("inf")
-        for _ in range(rounds):
-            t = time.process_time()
-            for body in bodies:
-                reply = await gw.chat(body, auth)
-                assert reply.status == 200, reply.body
-            best = min(best, (time.process_time() - t) / len(bodies))
+        with around():
+            for _ in range(rounds):
+                t = time.process_time()
+                for body in bodies:
+                    reply = await gw.chat(body, auth)
+                    assert reply.status == 200, reply.body
+                best = min(best, (time.process_time() - t) / len(bodies))
     finally:
         await gw.aclose()
     return best
@@ -92,13 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["FINEGATE_HOME"] = tempfile.mkdtemp(prefix="fg-pipeline-")
     os.environ.pop("FINEGATE_DB", None)
-    if args.prompts == "bench":
-        prompts = [prompt_2kb(i) for i in range(args.requests)]
-    elif args.prompts == "typographic":
-        prompts = typographic_prompts(args.requests)
-    else:
-        prompts = varied_prompts(args.requests)
-    best = asyncio.run(measure(prompts, args.rounds))
+    best = asyncio.run(measure(make_prompts(args.prompts, args.requests), args.rounds))
     print(f"chat pipeline CPU per request ({args.prompts} prompts, best of {args.rounds} rounds "
           f"of {args.requests}): {best * 1000:.3f} ms (gateway process; the request-log "
           "writer process not included)")  # fmt: skip

@@ -31,15 +31,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_gateway import PROMPTS, free_port, gateway_config, run_load  # noqa: E402
+from bench_gateway import PROMPTS, free_port, gateway_config, run_load, wait_up  # noqa: E402
 
 _KEY_ENV = "FINEGATE_BENCH_PSEUDONYM_KEY"
 
@@ -81,18 +79,7 @@ def count_http(tmp: Path, env: dict[str, str], requests: int, prompts: str) -> i
             env=env, stdout=subprocess.DEVNULL, stderr=fh,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if gateway.poll() is not None:
-                raise SystemExit(f"the gateway exited:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{gw}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the gateway did not come up under valgrind in 10 minutes")
-            time.sleep(0.5)
+        wait_up(f"http://127.0.0.1:{gw}/readyz", gateway, log, timeout=600)  # valgrind: slow
         url = f"http://127.0.0.1:{gw}/v1/chat/completions"
         prompt = PROMPTS[prompts]
         print("warming up (instrumentation off) ...", flush=True)
@@ -116,46 +103,32 @@ def _instrument(pid: int, state: str) -> None:
 
 
 _PIPELINE = """
-import asyncio, json, os, subprocess, sys
+import asyncio, os, subprocess, sys
+from contextlib import contextmanager
 sys.path.insert(0, {bench!r})
-from bench_gateway import SYSTEM
-from bench_gateway_pipeline import varied_prompts, typographic_prompts
-from bench_gateway import prompt_2kb
-from finegate.gateway import create_key
-from finegate.gateway.config import GatewayConfig
-from finegate.gateway.service import Gateway
-from finegate.store.db import open_store
-n, kind, cfg = {requests}, {prompts!r}, {config!r}
-cfg["upstreams"][0]["uri"] = "mock:echo"
-make = {{"bench": lambda n: [prompt_2kb(i) for i in range(n)], "varied": varied_prompts,
-         "typographic": typographic_prompts}}[kind]
-async def main():
-    store = open_store()
-    _, key = create_key(store, "default", name="bench")
-    gw = Gateway(GatewayConfig.model_validate(cfg), store)
-    await gw.start()
-    bodies = [json.dumps({{"model": "bot", "max_tokens": 1024, "messages": [
-        {{"role": "system", "content": SYSTEM}}, {{"role": "user", "content": p}}]}}).encode()
-        for p in make(300 + n)]
-    auth = "Bearer " + key
-    for body in bodies[:300]:
-        await gw.chat(body, auth)
+from bench_gateway_pipeline import make_prompts, measure
+
+@contextmanager
+def counting():
     subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True)
-    for body in bodies[300:]:
-        assert (await gw.chat(body, auth)).status == 200
+    yield
     subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True)
-    await gw.aclose()
-asyncio.run(main())
+
+prompts = make_prompts({prompts!r}, {requests})
+asyncio.run(measure(prompts, 1, pseudonym_key_env={key_env!r}, around=counting))
 """
 
 
 def count_pipeline(tmp: Path, env: dict[str, str], requests: int, prompts: str) -> int:
-    """Instructions of ``requests`` calls of `Gateway.chat` in-process (no HTTP)."""
+    """Instructions of ``requests`` calls of `Gateway.chat` in-process (no HTTP).
+
+    The first 300 of the prompts also warm the gateway up, uncounted.
+    """
     script = tmp / "pipeline.py"
     script.write_text(
         _PIPELINE.format(
             bench=str(Path(__file__).parent), requests=requests, prompts=prompts,
-            config=_config(1),
+            key_env=_KEY_ENV,
         )
     )  # fmt: skip
     log = tmp / "callgrind.log"

@@ -41,10 +41,10 @@ _WORDS = re.compile(r"[^\W_]+")
 # The checks, as reported by the hyperscan `_Prefilter`.
 _FORMS, _PROMPT, _BASE64, _HEX = 0, 1, 2, 3
 _CANARY_CHECKS = frozenset({_FORMS, _BASE64, _HEX})
+_ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
 # The two run classes as byte tables (for `_runs_in`): the same sets as the patterns.
 _B64_TABLE = bytes(re.fullmatch(rf"[{_B64_CHARS}]", chr(b)) is not None for b in range(256))
 _HEX_TABLE = bytes(re.fullmatch(rf"[{_HEX_CHARS}]", chr(b)) is not None for b in range(256))
-_ALL_CHECKS = frozenset({*_CANARY_CHECKS, _PROMPT})
 
 
 _NON_ALNUM = re.compile(r"[\W_]")
@@ -324,6 +324,9 @@ class _Prefilter:
         self._db: Any = None
         self._local = threading.local()  # hyperscan scratch space is per thread
         self._disabled = False
+        # Where the encoded runs come from, decided once: the database holds their patterns
+        # exactly when there is no C function to find them.
+        self._runs_in = _runs_in
 
     def _patterns(self, det: LeakageDetector) -> list[tuple[bytes, int]] | None:
         cores = det._cores
@@ -335,7 +338,7 @@ class _Prefilter:
             out.append((sep.join(re.escape(c) for c in core).encode(), _FORMS))
             out.append((sep.join(re.escape(c) for c in core[::-1]).encode(), _FORMS))
             out.append((re.escape(codecs.encode(core, "rot13")).encode(), _FORMS))
-        if cores and _runs_in is None:  # once per run, at its start: see `_runs_of`
+        if cores and self._runs_in is None:  # once per run, at its start: see `_runs_of`
             for chars, shortest, check in ((_B64_CHARS, det._b64_min, _BASE64),
                                            (_HEX_CHARS, det._hex_min, _HEX)):  # fmt: skip
                 out.append((rf"(?:^|[^{chars}])[{chars}]{{{shortest}}}".encode(), check))
@@ -386,9 +389,9 @@ class _Prefilter:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
         hits: dict[int, list[int]] = {}
         self._db.scan(text, match_event_handler=_note, context=hits, scratch=scratch)
-        det = self._detector
-        if _runs_in is not None and det._cores:
-            spans = _runs_in(text, _B64_TABLE, det._b64_min)
+        det, runs_in = self._detector, self._runs_in
+        if runs_in is not None and det._cores:
+            spans = runs_in(text, _B64_TABLE, det._b64_min)
             if spans:
                 hits[_BASE64] = [start + det._b64_min for start, _ in spans]
                 # Hex characters are base64 ones: each hex run lies in a base64 run at
@@ -397,7 +400,7 @@ class _Prefilter:
                     start + s + det._hex_min
                     for start, end in spans
                     if end - start >= det._hex_min
-                    for s, _ in _runs_in(text[start:end], _HEX_TABLE, det._hex_min)
+                    for s, _ in runs_in(text[start:end], _HEX_TABLE, det._hex_min)
                 ]
                 if hexes:
                     hits[_HEX] = hexes

@@ -77,20 +77,17 @@ class ChatFastPath:
             headers = [(b"content-length", str(len(body)).encode()), _JSON]
             for name, value in reply.headers.items():
                 headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-            start = {"type": "http.response.start", "status": reply.status, "headers": headers}
-            whole = {"type": "http.response.body", "body": body}
-            if transport is None or not hasattr(transport, "write"):
-                await send(start)
-                await send(whole)
-                return
-            merged = _OneWrite(transport)
-            cycle.transport = merged  # type: ignore[union-attr]
+            merged = None
+            if transport is not None and hasattr(transport, "write"):
+                merged = cycle.transport = _OneWrite(transport)  # type: ignore[union-attr]
             try:
-                await send(start)
-                await send(whole)
+                await send({"type": "http.response.start", "status": reply.status,
+                            "headers": headers})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
             finally:
-                cycle.transport = transport  # type: ignore[union-attr]
-                merged.flush()
+                if merged is not None:
+                    cycle.transport = transport  # type: ignore[union-attr]
+                    merged.flush()
             return
         await self.app(scope, receive, send)
 

@@ -143,9 +143,9 @@ def _sketch(text: str, k: int = 64) -> frozenset[int]:
 
     In C (`_usage_sketch`) where the extension was built: the same words and trigrams
     (lowercased a character at a time) with its own hash (seeded per process, like
-    Python's), without the few hundred objects per
-    prompt that cost the gateway ~0.06 ms per request. Sketches are only ever compared with
-    sketches made by the same process, so either function is used throughout.
+    Python's), without the few hundred objects per prompt that cost the gateway ~0.06 ms
+    per request. Sketches are only ever compared with sketches made by the same process, so
+    either function is used throughout.
     """
     if _c_sketch is not None:
         return _c_sketch(text, k, _SEED)
