@@ -17,7 +17,8 @@ help:
 	@echo "make test   - set up .venv, run ruff, mypy (strict) and pytest"
 	@echo "make bench  - run the benchmarks in benchmarks/"
 
-$(STAMP): pyproject.toml
+# The C extensions are built by the editable install: a changed source needs it again.
+$(STAMP): pyproject.toml $(wildcard src/finegate/*/*.c)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 	# torch first, pinned: a looser spec would pull the CUDA build.
