@@ -18,7 +18,7 @@ help:
 	@echo "make bench  - run the benchmarks in benchmarks/"
 
 # The C extensions are built by the editable install: a changed source needs it again.
-$(STAMP): pyproject.toml $(wildcard src/finegate/*/*.c)
+$(STAMP): pyproject.toml $(wildcard src/finegate/*.c src/finegate/*/*.c)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 	# torch first, pinned: a looser spec would pull the CUDA build.

@@ -186,15 +186,37 @@ def bare_proxy(up_port: int, tmp: Path, env: dict[str, str]) -> Iterator[dict[st
         yield {"bare": f"http://127.0.0.1:{port}/v1/chat/completions", "bare_pid": pid}
 
 
+def chat_body(model: str, prompt: str) -> bytes:
+    """The benchmark's request body: the system prompt and one user prompt."""
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+    return json.dumps({"model": model, "max_tokens": 1024, "messages": messages}).encode()
+
+
+def load(
+    url: str, key: str, n: int, concurrency: int, model: str,
+    prompt: Callable[[int], str] = prompt_2kb, client: str = "lean",
+) -> tuple[list[float], float, dict[int, int]]:  # fmt: skip
+    """Send n requests with `concurrency` workers; return latencies (s), wall time, statuses.
+
+    ``client``: ``lean`` (`load_client.py` on uvloop: ~0.05 ms of CPU per request) or
+    ``aiohttp`` (on asyncio's loop: ~0.17 ms). The load generator shares the two cores with
+    the upstream and the gateway, so the less it costs, the less it distorts both targets.
+    """
+    if client == "aiohttp":
+        return asyncio.run(run_load(url, key, n, concurrency, model, prompt))
+    from load_client import run, run_lean
+
+    def bodies(i: int) -> bytes:
+        return chat_body(model, prompt(i))
+
+    return run(lambda: run_lean(url, key, bodies, n, concurrency))  # type: ignore[return-value]
+
+
 async def run_load(
     url: str, key: str, n: int, concurrency: int, model: str,
     prompt: Callable[[int], str] = prompt_2kb,
 ) -> tuple[list[float], float, dict[int, int]]:  # fmt: skip
-    """Send n requests with `concurrency` workers; return latencies (s), wall time, statuses.
-
-    The load generator is aiohttp (a C HTTP parser and a cheap pool): it shares the CPU with
-    the upstream and the gateway, so the less it costs, the less it distorts both targets.
-    """
+    """`load` through aiohttp (a C HTTP parser and a cheap pool) on asyncio's own loop."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -209,11 +231,9 @@ async def run_load(
 
         async def worker() -> None:
             for i in counter:
-                messages = [{"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": prompt(i)}]  # fmt: skip
-                body = json.dumps({"model": model, "max_tokens": 1024, "messages": messages})
+                body = chat_body(model, prompt(i))
                 t = time.perf_counter()
-                async with client.post(url, data=body.encode()) as r:
+                async with client.post(url, data=body) as r:
                     await r.read()
                 lat.append(time.perf_counter() - t)
                 statuses[r.status] = statuses.get(r.status, 0) + 1
@@ -257,6 +277,10 @@ def main() -> None:
                     help="Also send the load through a bare Python proxy (bare_proxy.py): the "
                          "latency any gateway on this server stack adds before checking "
                          "anything.")  # fmt: skip
+    ap.add_argument("--client", choices=["lean", "aiohttp"], default="lean",
+                    help="Load generator: lean (load_client.py, ~0.05 ms of CPU per "
+                         "request) or aiohttp (~0.17 ms); it shares the CPU with what it "
+                         "measures.")  # fmt: skip
     args = ap.parse_args()
     if args.workers > 1 and not args.redis:
         raise SystemExit("--workers > 1 needs --redis (shared rate limits)")
@@ -276,16 +300,20 @@ def main() -> None:
             return "bot" if target == "gateway" else "mock:echo"
 
         for target in targets:  # warm up every target (connections, caches)
-            asyncio.run(run_load(s[target], s["key"], 200, args.concurrency, model(target), prompt))
+            load(s[target], s["key"], 200, args.concurrency, model(target), prompt, args.client)
         results = {}
         for target in targets * 2:
             proc = procs.get(target)
             cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
             child0 = children_cpu(procs["gateway"])
-            lat, wall, st = asyncio.run(
-                run_load(
-                    s[target], s["key"], args.requests, args.concurrency, model(target), prompt
-                )
+            lat, wall, st = load(
+                s[target],
+                s["key"],
+                args.requests,
+                args.concurrency,
+                model(target),
+                prompt,
+                args.client,
             )
             if proc is not None:
                 cpu[target] = min(cpu[target], sum(proc.cpu_times()[:2]) - cpu0)
@@ -297,14 +325,14 @@ def main() -> None:
                 results[target] = (lat, wall)  # best of two rounds per target
         single = {}
         for target in targets if args.unloaded else ():
-            single[target] = asyncio.run(
-                run_load(s[target], s["key"], args.unloaded, 1, model(target), prompt)
+            single[target] = load(
+                s[target], s["key"], args.unloaded, 1, model(target), prompt, args.client
             )[0]
         metrics = httpx.get(f"{s['base']}/metrics").text
     print(f"concurrency {args.concurrency}, {args.requests} requests of 2 KB ({args.prompts} "
           "prompts) per target, "
           f"guards: all non-ML, redis: {args.redis or 'no (in-process limits)'}, "
-          f"gateway workers: {args.workers}")  # fmt: skip
+          f"gateway workers: {args.workers}, load generator: {args.client}")  # fmt: skip
     print(f"{'target':<10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
     for target, (lat, wall) in results.items():
         print(f"{target:<10}{pct(lat, 50) * 1000:>10.2f}{pct(lat, 99) * 1000:>10.2f}"

@@ -90,3 +90,24 @@ def test_long_digit_runs_anywhere_go_to_the_standard_library(backend: str) -> No
     doc = {"phone": "+49 1234567890123456789012", "n": -9223372036854775809, "u": 2**64}
     assert fast_json.loads(json.dumps(doc)) == doc
     assert fast_json.loads(json.dumps(doc).encode()) == doc
+
+
+@pytest.mark.parametrize("finder", ["c", "translate"])
+def test_the_digit_run_check_finds_exactly_runs_of_19_ascii_digits(
+    finder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    if finder == "c":
+        assert fast_json._runs_in is not None, "the _runs extension was not built"
+    else:
+        monkeypatch.setattr(fast_json, "_runs_in", None)
+    rng = random.Random(5)
+    alphabet = "0123456789" * 6 + "a-+.e \u00e9\u0663\uff11"  # not ASCII digits: é, ٣, １
+    for _ in range(3000):
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, 60)))
+        longest = max((len(r) for r in "".join(
+            c if "0" <= c <= "9" else " " for c in text).split()), default=0)  # fmt: skip
+        expected = longest >= 19
+        assert fast_json._has_long_digit_run(text) is expected, text
+        assert fast_json._has_long_digit_run(text.encode()) is expected, text

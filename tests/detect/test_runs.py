@@ -1,4 +1,4 @@
-"""The leak prefilter's run finder in C (`finegate.detect._runs`) against its specification."""
+"""The leak prefilter's run finder in C (`finegate._runs`) against its specification."""
 
 from __future__ import annotations
 
@@ -31,10 +31,21 @@ def test_the_c_runs_are_their_python_specification(runs: object) -> None:
     rng = random.Random(3)
     alphabets = [b"ab ", b"aZ09+/_-= \n", bytes(range(256)), b"deadbeef xyz"]
     tables = [_leakage._B64_TABLE, _leakage._HEX_TABLE, bytes([1]) * 256, bytes(256)]
-    for _ in range(2000):
-        data = bytes(rng.choices(rng.choice(alphabets), k=rng.choice([0, 1, 5, 40, 300])))
-        table, shortest = rng.choice(tables), rng.choice([1, 2, 3, 8, 16, 500])
+    for _ in range(6000):
+        data = bytes(rng.choices(rng.choice(alphabets), k=rng.choice([0, 1, 5, 19, 40, 300])))
+        table, shortest = rng.choice(tables), rng.choice([1, 2, 3, 5, 8, 16, 19, 500])
         assert runs(data, table, shortest) == reference_runs(data, table, shortest)  # type: ignore[operator]
+
+
+def test_runs_are_found_wherever_they_fall_against_the_sampled_bytes(runs: object) -> None:
+    """The C function samples every `shortest`-th byte: runs at every offset and length."""
+    table = _leakage._HEX_TABLE
+    for shortest in (1, 2, 3, 7, 19):
+        for start in range(0, 2 * shortest + 2):
+            for length in range(0, 3 * shortest + 2):
+                for gap in (1, 2, shortest):
+                    data = b"x" * start + b"a" * length + b"x" * gap + b"b" * shortest + b"x"
+                    assert runs(data, table, shortest) == reference_runs(data, table, shortest)  # type: ignore[operator]
 
 
 def test_the_run_tables_hold_the_base64_and_hex_alphabets() -> None:

@@ -162,6 +162,21 @@ def test_hash_counts_refuse_what_is_not_a_64_bit_int() -> None:
     counts = usage._CHashCounts()
     with pytest.raises(OverflowError):
         counts.add([2**64])
+    with pytest.raises(OverflowError):
+        counts.add([-(2**63) - 1])
+    assert len(counts) == 0
+
+
+def test_hash_counts_take_signed_and_unsigned_64_bit_ints_modulo_2_to_the_64() -> None:
+    assert usage._CHashCounts is not None, "the _usage_sketch extension was not built"
+    counts = usage._CHashCounts()
+    edges = [0, 1, 2**30 - 1, 2**30, 2**60, 2**63 - 1, 2**63, 2**64 - 1, -1, -(2**63), True]
+    counts.add(edges)
+    for v in edges:
+        assert counts.shared([v]) == counts.shared([v % 2**64]) >= 1, v
+    assert counts.shared([2**64 - 1]) == 2  # 2**64 - 1 and -1
+    assert counts.shared([2**63]) == 2  # 2**63 and -(2**63)
+    assert counts.shared([1]) == 2  # 1 and True
     with pytest.raises(TypeError):
         counts.add(["a"])  # type: ignore[list-item]
     with pytest.raises(KeyError):

@@ -24,7 +24,7 @@ from finegate.detect._types import Channel, Finding, Severity
 
 _runs_in: Callable[[bytes, bytes, int], list[tuple[int, int]]] | None
 try:
-    from finegate.detect._runs import runs as _runs_in
+    from finegate._runs import runs as _runs_in
 except ImportError:  # built without a C compiler (the extension is optional)
     _runs_in = None
 

@@ -333,7 +333,9 @@ class PiiDetector(RuleDetector):
                 M,
                 "email address",
                 literals=("@",),
-                hs=r"[A-Za-z0-9._%+\-]@[A-Za-z0-9\-]+\.",
+                # The domain's first character only: the repeat after it was a quarter of
+                # the whole rule set's hyperscan scan of a 2 KB text (2.1 of 8.5 us).
+                hs=r"[A-Za-z0-9._%+\-]@[A-Za-z0-9]",
                 validate=_email,
                 priority=5,
                 finder=_email_matches,

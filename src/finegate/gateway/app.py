@@ -133,6 +133,9 @@ class _OneWrite:
         self.flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:  # uvicorn asks once per answer: skip `__getattr__`
+        return bool(self._transport.is_closing())
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 

@@ -8,7 +8,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from finegate import _json as fast_json
-from finegate.gateway.guards import BLOCKED_OUTPUT, InputResult, OutputResult
+from finegate.gateway.guards import (
+    BLOCKED_OUTPUT,
+    InputResult,
+    OutputResult,
+    may_hold_for_review,
+)
 from finegate.gateway.records import create_review
 from finegate.gateway.service import GatewayError, Reply, parse_body, upstream_error
 from finegate.gateway.stream import StreamGuard
@@ -97,8 +102,7 @@ async def handle_chat(gw: Gateway, ctx: _Ctx, body: bytes, authorization: str | 
     ctx.messages = inp.log_messages
     ctx.decisions = [d.to_dict() for d in inp.decisions]
     gw._count_decisions(inp.decisions)
-    wants_review = bool(tier.review) or any(r.action == "review" for r in tier.rules)
-    if stream and not wants_review:
+    if stream and not may_hold_for_review(tier):
         return await _stream(gw, ctx, up, tier, inp, data)
     t0 = time.perf_counter()
     try:

@@ -129,8 +129,21 @@ class OutputResult:
     log_tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _first_rule(rules: Sequence[GuardRule], stage: Stage, f: Finding) -> GuardRule | None:
-    """The first of ``rules`` that covers ``f`` on ``stage`` (cached: configs do not change)."""
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """A matching rule's action and label, read once from its configuration.
+
+    Reading a field of a pydantic model costs ~20 times reading a slot (pydantic's
+    ``__getattr__`` keeps the interpreter from caching the lookup); the guards read these
+    several times per finding.
+    """
+
+    action: str
+    label: str
+
+
+def _first_rule(rules: Sequence[GuardRule], stage: Stage, f: Finding) -> _Applied | None:
+    """What the first of ``rules`` covering ``f`` on ``stage`` does (cached: configs are fixed)."""
     key = (id(rules), stage, f.kind, f.severity)
     hit = _RULE_CACHE.get(key)
     if hit is not None and hit[0] is rules:
@@ -142,7 +155,7 @@ def _first_rule(rules: Sequence[GuardRule], stage: Stage, f: Finding) -> GuardRu
             and f.severity >= Severity.parse(rule.min_severity)
             and rule.matches(f.kind)
         ):
-            found = rule
+            found = _Applied(rule.action, rule.label())
             break
     if len(_RULE_CACHE) >= 4096:
         _RULE_CACHE.clear()
@@ -151,11 +164,26 @@ def _first_rule(rules: Sequence[GuardRule], stage: Stage, f: Finding) -> GuardRu
     return found
 
 
-_RULE_CACHE: dict[tuple[int, str, str, Severity], tuple[Sequence[GuardRule], GuardRule | None]] = {}
+_RULE_CACHE: dict[tuple[int, str, str, Severity], tuple[Sequence[GuardRule], _Applied | None]] = {}
 
 
-def _decision(stage: str, rule: GuardRule, f: Finding, where: str) -> Decision:
-    return Decision(stage, rule.label(), rule.action, f.kind, str(f.severity), where)
+def may_hold_for_review(tier: TierConfig) -> bool:
+    """Whether the tier has review rules or a guard rule whose action is ``review`` (cached)."""
+    hit = _REVIEW_CACHE.get(id(tier))
+    if hit is not None and hit[0] is tier:
+        return hit[1]
+    held = bool(tier.review) or any(r.action == "review" for r in tier.rules)
+    if len(_REVIEW_CACHE) >= 256:
+        _REVIEW_CACHE.clear()
+    _REVIEW_CACHE[id(tier)] = (tier, held)  # holds the tier: its id is not reused meanwhile
+    return held
+
+
+_REVIEW_CACHE: dict[int, tuple[TierConfig, bool]] = {}
+
+
+def _decision(stage: str, rule: _Applied, f: Finding, where: str) -> Decision:
+    return Decision(stage, rule.label, rule.action, f.kind, str(f.severity), where)
 
 
 def _message_stage(m: ChatMessage) -> tuple[Stage, str] | None:
@@ -205,6 +233,7 @@ class GuardEngine:
         blocked: list[Decision] = []
         messages: list[ChatMessage] = []
         log_messages: list[dict[str, Any]] = []
+        rules = tier.rules
         for i, m in enumerate(request.messages):
             staged = _message_stage(m)
             if staged is None or not m.content:
@@ -216,16 +245,16 @@ class GuardEngine:
             replace: list[Finding] = []
             pseudo_keys: set[tuple[str, str]] = set()
             for f in findings:
-                rule = _first_rule(tier.rules, stage, f)
-                if rule is None or rule.action == "allow":
+                rule = _first_rule(rules, stage, f)
+                if rule is None or (action := rule.action) == "allow":
                     continue
                 d = _decision(stage, rule, f, f"messages[{i}]")
                 decisions.append(d)
-                if rule.action == "block":
+                if action == "block":
                     blocked.append(d)
-                elif rule.action in ("redact", "pseudonymize"):
+                elif action in ("redact", "pseudonymize"):
                     replace.append(f)
-                    if rule.action == "pseudonymize":
+                    if action == "pseudonymize":
                         pseudo_keys.add((f.kind, f.text))
             content = m.content
             if replace:
@@ -295,17 +324,18 @@ class GuardEngine:
         replace: list[Finding] = []
         blocked = False
         reasons: list[str] = []
+        rules, review = tier.rules, tier.review
         for f in findings:
-            rule = _first_rule(tier.rules, "output", f)
-            if rule is not None and rule.action != "allow":
+            rule = _first_rule(rules, "output", f)
+            if rule is not None and (action := rule.action) != "allow":
                 decisions.append(_decision("output", rule, f, where))
-                if rule.action == "block":
+                if action == "block":
                     blocked = True
-                elif rule.action == "redact":
+                elif action == "redact":
                     replace.append(f)
-                elif rule.action == "review":
-                    reasons.append(f"{rule.label()}: {f.kind}")
-            for rr in tier.review:
+                elif action == "review":
+                    reasons.append(f"{rule.label}: {f.kind}")
+            for rr in review:
                 if (
                     rr.kinds
                     and f.severity >= Severity.parse(rr.min_severity)
@@ -404,14 +434,14 @@ class GuardEngine:
                     rule = _first_rule(tier.rules, "tool_args", f)
                     if rule is None or rule.action == "allow":
                         continue
-                    d = Decision("tool_args", rule.label(), rule.action, f.kind,
+                    d = Decision("tool_args", rule.label, rule.action, f.kind,
                                  str(f.severity), call.name)  # fmt: skip
                     if rule.action == "block":
                         violations.append(d)
                     else:
                         decisions.append(d)
                         if rule.action == "review":
-                            reasons.append(f"{rule.label()}: {f.kind} in {call.name}")
+                            reasons.append(f"{rule.label}: {f.kind} in {call.name}")
             for rr in tier.review:
                 if call.name in rr.tools:
                     reasons.append(f"{rr.name}: tool {call.name}")

@@ -1,12 +1,12 @@
-/* Runs of a byte class, for the leak detector's prefilter (`finegate.detect._leakage`).
+/* Runs of a byte class: the leak detector's prefilter (`finegate.detect._leakage`) and the
+ * JSON reader's check for integers beyond 64 bits (`finegate._json`).
  *
  * `runs(data, table, shortest)` returns the (start, end) offsets of each maximal run of
  * bytes of `data` whose entry in the 256-byte `table` is nonzero and that is at least
  * `shortest` bytes long, in order. The leak prefilter found its base64 and hex runs with
  * the hyperscan pattern `(?:^|[^C])[C]{shortest}`, a bounded repeat that more than doubled
- * the cost of its scan (~5 of ~8 us per 2 KB answer, measured 2026-12-03); this is one
- * table lookup per byte (~1 us per 2 KB). The Python specification is in
- * tests/detect/test_runs.py.
+ * the cost of its scan (~5 of ~8 us per 2 KB answer, measured 2026-12-03); this looks at
+ * a fraction of the bytes (below). The Python specification is in tests/detect/test_runs.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,21 +36,30 @@ static PyObject *runs(PyObject *self, PyObject *args) {
     if (out == NULL) goto done;
     const unsigned char *s = (const unsigned char *)data.buf;
     const unsigned char *in = (const unsigned char *)table.buf;
-    Py_ssize_t n = data.len, start = 0;
-    /* `start`: where the current run began (one past the last byte outside the class). The
-     * class is not branched on: prose changes class at every word, and a loop that branched
-     * on it mispredicted at every word; the one branch is taken only at a long run's end. */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int member = in[s[i]] != 0;
-        if ((!member) & (i - start >= shortest)) {
-            if (append_span(out, start, i) < 0) {
-                Py_CLEAR(out);
-                goto done;
-            }
+    Py_ssize_t n = data.len, last_end = 0;
+    /* Only every `shortest`-th byte is looked at until one is in the class: a run at least
+     * `shortest` long holds one of them. From each such byte the run is followed both ways
+     * (never back past the previous run's end), and sampling goes on `shortest` bytes past
+     * its end, where the next run's first `shortest` bytes end at the earliest. Text with
+     * few class bytes (digits in prose) costs a byte in `shortest`; prose against the
+     * base64 class a few per word, not one per byte. */
+    if (shortest > n) goto done; /* no run fits (and `i` below cannot overflow) */
+    Py_ssize_t i = shortest - 1;
+    while (i < n) {
+        if (!in[s[i]]) {
+            i += shortest;
+            continue;
         }
-        start = member ? start : i + 1;
+        Py_ssize_t a = i, b = i + 1;
+        while (a > last_end && in[s[a - 1]]) a--;
+        while (b < n && in[s[b]]) b++;
+        if (b - a >= shortest && append_span(out, a, b) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        last_end = b;
+        i = b + shortest;
     }
-    if (n - start >= shortest && append_span(out, start, n) < 0) Py_CLEAR(out);
 done:
     PyBuffer_Release(&data);
     PyBuffer_Release(&table);
@@ -65,7 +74,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_runs", "Runs of a byte class (the leak prefilter's encoded runs).",
+    PyModuleDef_HEAD_INIT, "_runs", "Runs of a byte class (encoded runs, digit runs).",
     -1, methods,
 };
 
