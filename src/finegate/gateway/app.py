@@ -399,8 +399,12 @@ def serve(
         ) from None
     # Keep idle client connections longer than load balancers do (uvicorn's default is 5 s,
     # which races with clients reusing a connection just as the server closes it).
+    # No proxy-header middleware: the gateway reads neither the client's address nor the
+    # scheme, and uvicorn's (on by default, trusting 127.0.0.1) copied every request's
+    # headers into a dict to rewrite them.
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
-                               "access_log": access_log, "timeout_keep_alive": 75}  # fmt: skip
+                               "access_log": access_log, "timeout_keep_alive": 75,
+                               "proxy_headers": False}  # fmt: skip
     if config.workers > 1:
         from finegate.gateway.workers import gateway_run_dir, run_workers
 
