@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-__all__ = ["LoadError", "run_lean"]
+__all__ = ["LoadError", "run", "run_lean"]
 
 
 class LoadError(RuntimeError):
@@ -30,6 +30,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._end = -1  # where the current answer ends in _buf, once its head is read
+        self._head_end = 0  # where its body starts
         self._status = 0
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
 

@@ -27,8 +27,8 @@ except ModuleNotFoundError:  # pragma: no cover - exercised where orjson is abse
 
 
 # Every ASCII digit becomes "0", so a run of 19 zeros afterwards is a run of 19 digits before:
-# two C passes, a tenth of the time of a regular expression search. With the `_runs`
-# extension, one pass that copies nothing (a third of that again on a 2 KB body).
+# two C passes, a tenth of the time of a regular expression search. The `_runs` extension
+# copies nothing and reads one byte in 19 until it meets a digit.
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"0" * 9)
 _LONG_RUN = b"0" * 19
 _DIGITS = bytes(48 <= b <= 57 for b in range(256))

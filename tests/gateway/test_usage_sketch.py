@@ -165,6 +165,12 @@ def test_hash_counts_refuse_what_is_not_a_64_bit_int() -> None:
     with pytest.raises(OverflowError):
         counts.add([-(2**63) - 1])
     assert len(counts) == 0
+    with pytest.raises(TypeError):
+        counts.add(["a"])  # type: ignore[list-item]
+    with pytest.raises(KeyError):
+        counts.remove([5])
+    with pytest.raises(TypeError):
+        usage._CHashCounts(1)  # type: ignore[call-arg]
 
 
 def test_hash_counts_take_signed_and_unsigned_64_bit_ints_modulo_2_to_the_64() -> None:
@@ -177,12 +183,6 @@ def test_hash_counts_take_signed_and_unsigned_64_bit_ints_modulo_2_to_the_64() -
     assert counts.shared([2**64 - 1]) == 2  # 2**64 - 1 and -1
     assert counts.shared([2**63]) == 2  # 2**63 and -(2**63)
     assert counts.shared([1]) == 2  # 1 and True
-    with pytest.raises(TypeError):
-        counts.add(["a"])  # type: ignore[list-item]
-    with pytest.raises(KeyError):
-        counts.remove([5])
-    with pytest.raises(TypeError):
-        usage._CHashCounts(1)  # type: ignore[call-arg]
 
 
 def test_the_c_sketch_lowercases_every_character_as_its_specification(c_sketch: Sketch) -> None:
