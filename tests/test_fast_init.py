@@ -10,10 +10,20 @@ import pytest
 
 from finegate._fast_init import fast_init
 from finegate.detect._actions import Redaction
+from finegate.detect._types import Finding
 from finegate.gateway.guards import Decision
 from finegate.models.types import ChatMessage, ChatRequest, ChatResponse, GenerationParams, ToolCall
 
-HOT = [ToolCall, ChatMessage, GenerationParams, ChatRequest, ChatResponse, Decision, Redaction]
+HOT = [ToolCall, ChatMessage, GenerationParams, ChatRequest, ChatResponse, Decision, Redaction,
+       Finding]  # fmt: skip
+
+
+def _state(obj: object) -> dict[str, object]:
+    """Every field's value, and for a class without slots the whole instance dict."""
+    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    if "__slots__" not in type(obj).__dict__ and hasattr(obj, "__dict__") and vars(obj):
+        assert vars(obj) == fields
+    return fields
 
 
 def _generated(cls: type) -> type:
@@ -31,12 +41,12 @@ def test_hot_classes_build_what_the_generated_init_builds(cls: type) -> None:
     ]
     required = {n: f"v-{n}" for n, p in theirs.parameters.items() if p.default is p.empty}
     made, expected = cls(**required), twin(**required)
-    assert vars(made) == vars(expected)
+    assert _state(made) == _state(expected)
     given = {n: f"w-{n}" for n in theirs.parameters}
-    assert vars(cls(**given)) == vars(twin(**given))
-    assert vars(cls(*given.values())) == vars(twin(*given.values()))
+    assert _state(cls(**given)) == _state(twin(**given))
+    assert _state(cls(*given.values())) == _state(twin(*given.values()))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(made, next(iter(vars(made))), "changed")
+        setattr(made, next(iter(_state(made))), "changed")
 
 
 def test_factories_give_fresh_values_and_arguments_win() -> None:
@@ -55,6 +65,25 @@ def test_factories_give_fresh_values_and_arguments_win() -> None:
     with pytest.raises(TypeError):
         Box()  # type: ignore[call-arg]
     assert Box.__init__.__qualname__.endswith("Box.__init__")
+
+
+def test_slotted_classes_fill_their_slots() -> None:
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Slot:
+        name: str
+        tags: list[str] = field(default_factory=list)
+        size: int = 3
+
+    a, b = Slot("a"), Slot("b", size=4)
+    assert (a.name, a.tags, a.size) == ("a", [], 3) and a.tags is not b.tags and b.size == 4
+    assert not hasattr(a, "__dict__")
+    assert a == Slot("a") and a != b
+    assert dataclasses.replace(b, name="d") == Slot("d", [], 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.size = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Slot()  # type: ignore[call-arg]
 
 
 def test_what_it_cannot_copy_is_refused() -> None:
@@ -81,10 +110,6 @@ def test_what_it_cannot_copy_is_refused() -> None:
     class Excluded:
         x: int = field(init=False, default=1)
 
-    @dataclass(frozen=True, slots=True)
-    class Slotted:
-        x: int
-
-    for cls in (Mutable, Post, InitOnly, KeywordOnly, Excluded, Slotted, int):
+    for cls in (Mutable, Post, InitOnly, KeywordOnly, Excluded, int):
         with pytest.raises(TypeError):
             fast_init(cls)  # type: ignore[type-var]

@@ -1,5 +1,6 @@
 /* Runs of a byte class: the leak detector's prefilter (`finegate.detect._leakage`) and the
- * JSON reader's check for integers beyond 64 bits (`finegate._json`).
+ * JSON reader's check for integers beyond 64 bits (`finegate._json`); chains of a byte class
+ * with short gaps: the scanner's screens for digit-shaped rules (`finegate.detect._pii`).
  *
  * `runs(data, table, shortest)` returns the (start, end) offsets of each maximal run of
  * bytes of `data` whose entry in the 256-byte `table` is nonzero and that is at least
@@ -7,9 +8,20 @@
  * the hyperscan pattern `(?:^|[^C])[C]{shortest}`, a bounded repeat that more than doubled
  * the cost of its scan (~5 of ~8 us per 2 KB answer, measured 2026-12-03); this looks at
  * a fraction of the bytes (below). The Python specification is in tests/detect/test_runs.py.
+ *
+ * `chains(member, gap, count, max_gap, before, lead, data)` says whether `data` holds
+ * `count` member bytes in a row, each pair separated by at most `max_gap` gap bytes (the two
+ * classes disjoint), whose first member is preceded by the start of `data` or by a byte not
+ * in `before`, optionally with one `lead` byte in between (an empty `before`: anything may
+ * precede). `member` may also be a single byte, searched with memchr instead of sampled.
+ * That is whether `(?:^|[^B])L?M(?:G{0,max_gap}M){count-1}` matches: the phone,
+ * payment card and IPv6 prefilter fragments, whose bounded repeats were 2 of the 5.7 us of
+ * the rule set's hyperscan scan of a 2 KB text (measured 2026-12-07). The specification
+ * is in tests/detect/test_chains.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 static int append_span(PyObject *out, Py_ssize_t start, Py_ssize_t end) {
     PyObject *span = Py_BuildValue("(nn)", start, end);
@@ -66,16 +78,135 @@ done:
     return out;
 }
 
+typedef struct {
+    const unsigned char *member, *gap, *before, *lead; /* before, lead: NULL when unused */
+    Py_ssize_t count, max_gap;
+} Chain;
+
+static inline int in_run(const Chain *c, unsigned char x) { return c->member[x] || c->gap[x]; }
+
+/* Whether `i`, a member byte, may start a chain: preceded by the start, a byte not in
+ * `before`, or a lead byte that is itself preceded by one of those. */
+static inline int may_start(const Chain *c, const unsigned char *s, Py_ssize_t i) {
+    if (c->before == NULL || i == 0 || !c->before[s[i - 1]]) return 1;
+    return c->lead != NULL && c->lead[s[i - 1]] && (i == 1 || !c->before[s[i - 2]]);
+}
+
+/* Whether the run of member and gap bytes s[a:b] holds a chain. */
+static int chain_in(const Chain *c, const unsigned char *s, Py_ssize_t a, Py_ssize_t b) {
+    if (b - a < c->count) return 0;
+    /* `have`: members of the current chain from its first possible start (0: none yet);
+     * `gaps`: gap bytes since its last member (above max_gap: the chain broke). */
+    Py_ssize_t have = 0, gaps = c->max_gap + 1;
+    for (Py_ssize_t j = a; j < b; j++) {
+        if (!c->member[s[j]]) {
+            gaps++;
+            continue;
+        }
+        if (gaps > c->max_gap) have = 0;
+        if (have > 0) have++;
+        else if (may_start(c, s, j)) have = 1;
+        gaps = 0;
+        if (have >= c->count) return 1;
+    }
+    return 0;
+}
+
+static int find_chain(const Chain *c, const unsigned char *s, Py_ssize_t n, int one_member) {
+    Py_ssize_t last_end = 0, a, b;
+    if (one_member) {
+        /* One member byte (a colon): memchr finds each, and the run around it is read. */
+        unsigned char m = 0;
+        while (!c->member[m]) m++;
+        const unsigned char *p = s;
+        while ((p = memchr(p, m, (size_t)(n - (p - s)))) != NULL) {
+            a = p - s;
+            b = a + 1;
+            while (a > last_end && in_run(c, s[a - 1])) a--;
+            while (b < n && in_run(c, s[b])) b++;
+            if (chain_in(c, s, a, b)) return 1;
+            last_end = b;
+            if (b >= n) break;
+            p = s + b;
+        }
+        return 0;
+    }
+    /* A chain lies in a run of member and gap bytes at least `count` long; such runs are
+     * found by sampling every `count`-th byte, as in `runs`. */
+    Py_ssize_t i = c->count - 1;
+    while (i < n) {
+        if (!in_run(c, s[i])) {
+            i += c->count;
+            continue;
+        }
+        a = i;
+        b = i + 1;
+        while (a > last_end && in_run(c, s[a - 1])) a--;
+        while (b < n && in_run(c, s[b])) b++;
+        if (chain_in(c, s, a, b)) return 1;
+        last_end = b;
+        i = b + c->count;
+    }
+    return 0;
+}
+
+static PyObject *chains(PyObject *self, PyObject *args) {
+    Py_buffer data, member, gap, before, lead;
+    Py_ssize_t count, max_gap;
+    /* `data` last, so that functools.partial can bind the rest (a screen per rule). */
+    if (!PyArg_ParseTuple(args, "y*y*nny*y*y*", &member, &gap, &count, &max_gap, &before, &lead,
+                          &data))
+        return NULL;
+    PyObject *out = NULL;
+    unsigned char one[256];
+    if ((member.len != 256 && member.len != 1) || gap.len != 256 ||
+        (before.len != 0 && before.len != 256) || (lead.len != 0 && lead.len != 256)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "tables must be 256 bytes (member: or one byte; before, lead: or empty)");
+        goto done;
+    }
+    if (count < 1 || max_gap < 0) {
+        PyErr_SetString(PyExc_ValueError, "count must be at least 1 and max_gap at least 0");
+        goto done;
+    }
+    if (member.len == 1) {
+        memset(one, 0, sizeof one);
+        one[((const unsigned char *)member.buf)[0]] = 1;
+    }
+    Chain c = {
+        .member = member.len == 1 ? one : (const unsigned char *)member.buf,
+        .gap = (const unsigned char *)gap.buf,
+        .before = before.len ? (const unsigned char *)before.buf : NULL,
+        .lead = lead.len ? (const unsigned char *)lead.buf : NULL,
+        .count = count,
+        .max_gap = max_gap,
+    };
+    out = PyBool_FromLong(
+        find_chain(&c, (const unsigned char *)data.buf, data.len, member.len == 1));
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&member);
+    PyBuffer_Release(&gap);
+    PyBuffer_Release(&before);
+    PyBuffer_Release(&lead);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"runs", runs, METH_VARARGS,
      "runs(data, table, shortest) -> list[tuple[int, int]]: (start, end) of each maximal "
      "run of table bytes at least shortest long."},
+    {"chains", chains, METH_VARARGS,
+     "chains(member, gap, count, max_gap, before, lead, data) -> bool: whether count member "
+     "bytes follow each other with at most max_gap gap bytes between, the first after the "
+     "start or a byte not in before (optionally and a lead byte)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_runs", "Runs of a byte class (encoded runs, digit runs).",
-    -1, methods,
+    PyModuleDef_HEAD_INIT, "_runs",
+    "Runs and chains of a byte class (encoded runs, digit runs, digit-shaped rules).", -1,
+    methods,
 };
 
 PyMODINIT_FUNC PyInit__runs(void) { return PyModule_Create(&module); }

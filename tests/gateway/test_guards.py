@@ -270,3 +270,13 @@ def test_usage_incident_is_raised_again_once_its_window_has_passed() -> None:
     now[0] += 101  # the window (and the prompts in it) expire
     assert kinds_of(2) == []  # two prompts are below the count of three again
     assert kinds_of(1) == ["extraction.near_duplicates"]
+
+
+def test_tiers_allow_models_by_their_own_globs_every_time() -> None:
+    from finegate.gateway.config import TierConfig
+
+    bots, anything = TierConfig(models=("bot*", "helper")), TierConfig()
+    for _ in range(2):  # the second round answers from the cache
+        assert bots.allows_model("bot-1") and bots.allows_model("helper")
+        assert not bots.allows_model("helper-2") and not bots.allows_model("other")
+        assert anything.allows_model("other") and anything.allows_model("helper-2")

@@ -15,6 +15,7 @@ from typing import Any
 
 from finegate.detect._base import RuleDetector
 from finegate.detect._rules import Override, Rule
+from finegate.detect._screens import chain_screen
 from finegate.detect._types import Channel, Severity
 from finegate.detect._util import iban_ok, luhn_ok
 
@@ -101,9 +102,17 @@ def _ctx(m: re.Match[str], before: int = 32) -> str:
 
 _DOC_SUFFIXES = tuple("." + d for d in _DOC_DOMAINS)
 
+_DIGITS = b"0123456789"
+_WORD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+# The phone, card and IPv6 fragments below, as screens (None without the C extension).
+_PHONE_SCREEN = chain_screen(_DIGITS, b" .-()", 7, 2, before=_WORD + b"+.-/:$", lead=b"+(")
+_CARD_SCREEN = chain_screen(_DIGITS, b" -", 13, 1)
+_IPV6_SCREEN = chain_screen(b":", b"0123456789ABCDEFabcdef", 3, 4)
+
 
 def _email(m: re.Match[str], _c: Channel) -> bool:
-    before = _ctx(m, 120)
+    start = m.start()
+    before = m.string[max(0, start - 120) : start]  # nothing below depends on case
     if "://" in before:
         words = before.rsplit(None, 1)
         token = words[-1] if words else ""
@@ -352,6 +361,7 @@ class PiiDetector(RuleDetector):
                 # The start's boundary keeps digit runs inside words (pseudonym placeholders
                 # like EMAIL_0265851fcc74, ids) from making the rule a candidate.
                 hs=r"(?:^|[^\w+.\-/:$])[+(]?\d(?:[ .\-()]{0,2}\d){6}",
+                screen=_PHONE_SCREEN,
                 validate=self._phone,
                 priority=3,
             ),
@@ -361,6 +371,7 @@ class PiiDetector(RuleDetector):
                 H,
                 "payment card number (Luhn-valid)",
                 hs=r"\d(?:[ \-]?\d){12}",
+                screen=_CARD_SCREEN,
                 validate=_card,
                 priority=8,
             ),
@@ -415,6 +426,7 @@ class PiiDetector(RuleDetector):
                 # no digits required before the first: a leading character class made this
                 # fragment half of the whole database's scanning time.
                 hs=r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
+                screen=_IPV6_SCREEN,
                 literals=(":",),
                 validate=_ipv6,
                 priority=4,

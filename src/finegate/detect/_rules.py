@@ -42,6 +42,7 @@ class Override:
 
 Validator = Callable[[re.Match[str], Channel], "Override | bool"]
 Finder = Callable[[re.Pattern[str], str], list[re.Match[str]]]
+Screen = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,9 @@ class Rule:
         channels: Channels the rule applies to (``None``: all).
         finder: An exact, faster equivalent of ``list(regex.finditer(text))`` for this rule
             (it gets the regex and the text), used on texts too short for windows.
+        screen: An exact, faster equivalent of whether ``hs`` matches (it gets the text's
+            UTF-8 bytes): the hyperscan backend then asks it instead of compiling ``hs``
+            into its candidates database.
     """
 
     kind: str
@@ -77,6 +81,7 @@ class Rule:
     priority: int = 0
     channels: frozenset[str] | None = None
     finder: Finder | None = field(default=None, compare=False)
+    screen: Screen | None = field(default=None, compare=False)
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +216,8 @@ def _compile(
     )
     if not single:
         key = ("\x00ends", ",".join(map(str, ids)), *key)
+    elif ids != list(range(len(rules))):  # some rules are screened instead
+        key = ("\x00ids", ",".join(map(str, ids)), *key)
     with _HS_LOCK:
         db = _HS_CACHE.get(key)
         if db is None and rules:
@@ -249,23 +256,29 @@ class _HyperscanPrefilter:
         self._rules = rules
         self._every = every
         self._dense_ids = [i for i, d in enumerate(dense) if d]
-        self._db = _compile(hyperscan, rules, single=True) if rules else None
+        # Rules with a screen are asked directly; the automaton holds the others.
+        self._screens = [(i, r.screen) for i, r in enumerate(rules) if r.screen is not None]
+        scanned = [i for i, r in enumerate(rules) if r.screen is None]
+        self._db = (
+            _compile(hyperscan, [rules[i] for i in scanned], single=True, ids=scanned)
+            if scanned
+            else None
+        )
         self._ends_db: Any = None  # compiled on first use (long texts only)
         self._dense_db: Any = None
         self._hs = hyperscan
         self._local = threading.local()
 
     def candidates(self, text: str) -> list[int]:
+        # Lone surrogates never reach here: normalization replaced them with U+FFFD.
+        data = text.encode("utf-8")
+        hits = [i for i, screen in self._screens if screen(data)]
         if self._db is None:
-            return []
+            return hits
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = self._hs.Scratch(self._db)
-        hits: list[int] = []
-        # Lone surrogates never reach here: normalization replaced them with U+FFFD.
-        self._db.scan(
-            text.encode("utf-8"), match_event_handler=_collect, context=hits, scratch=scratch
-        )
+        self._db.scan(data, match_event_handler=_collect, context=hits, scratch=scratch)
         return hits
 
     def ends(self, text: str, dense: bool = False) -> dict[int, list[int]]:
@@ -274,7 +287,7 @@ class _HyperscanPrefilter:
         ``dense=False``: all rules, every end of the rules marked ``every``, one of the
         others. ``dense=True``: every end of the rules marked ``dense`` only.
         """
-        if self._db is None or (dense and not self._dense_ids):
+        if not self._rules or (dense and not self._dense_ids):
             return {}
         name = "dense" if dense else "ends"
         db = self._dense_db if dense else self._ends_db

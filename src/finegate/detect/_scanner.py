@@ -46,6 +46,10 @@ def build_detector(name: str, options: Mapping[str, Any] | None = None) -> Detec
     return det  # type: ignore[no-any-return]
 
 
+def _span_order(f: Finding) -> tuple[int, int]:
+    return (f.start, -f.end)
+
+
 def resolve_overlaps(findings: list[Finding], priority: Mapping[str, int]) -> list[Finding]:
     """Keep one finding per overlapping group within a category.
 
@@ -61,6 +65,15 @@ def resolve_overlaps(findings: list[Finding], priority: Mapping[str, int]) -> li
     """
     if len(findings) < 2:
         return list(findings)
+    # Most texts: nothing overlaps and no two start together; the span order is the answer.
+    ordered = sorted(findings, key=_span_order)
+    last_start, last_end = -1, -1
+    for f in ordered:
+        if f.start <= last_start or f.start < last_end:
+            break
+        last_start, last_end = f.start, f.end
+    else:
+        return ordered
     by_cat: dict[str, list[Finding]] = {}
     for f in findings:
         by_cat.setdefault(f.category, []).append(f)

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from finegate._fast_init import fast_init
+
 Channel = Literal["input", "output", "document", "tool"]
 """Where a text comes from: ``input`` (user or dataset prompt), ``output`` (model answer),
 ``document`` (retrieved content), ``tool`` (tool result). Detectors may weigh findings by it:
@@ -43,6 +45,7 @@ class Severity(enum.IntEnum):
             raise ConfigError(f"unknown severity {value!r}", hint=f"known: {known}") from None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One detected item.

@@ -126,6 +126,10 @@ def default_rules() -> tuple[GuardRule, ...]:
     )  # fmt: skip
 
 
+# allows_model's answers by (patterns, model): matching the globs took ~0.7 us a request.
+_ALLOWED_MODELS: dict[tuple[tuple[str, ...], str], bool] = {}
+
+
 class TierConfig(_Model):
     """What keys of one tier may do and which guards apply to them."""
 
@@ -138,7 +142,14 @@ class TierConfig(_Model):
 
     def allows_model(self, model: str) -> bool:
         """Whether this tier may use ``model`` (glob patterns)."""
-        return any(fnmatch.fnmatchcase(model, pat) for pat in self.models)
+        key = (self.models, model)
+        allowed = _ALLOWED_MODELS.get(key)
+        if allowed is None:
+            if len(_ALLOWED_MODELS) >= 4096:  # model names come from clients: bounded
+                _ALLOWED_MODELS.clear()
+            allowed = any(fnmatch.fnmatchcase(model, pat) for pat in self.models)
+            _ALLOWED_MODELS[key] = allowed
+        return allowed
 
 
 class UpstreamConfig(_Model):
