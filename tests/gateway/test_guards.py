@@ -280,3 +280,13 @@ def test_tiers_allow_models_by_their_own_globs_every_time() -> None:
         assert bots.allows_model("bot-1") and bots.allows_model("helper")
         assert not bots.allows_model("helper-2") and not bots.allows_model("other")
         assert anything.allows_model("other") and anything.allows_model("helper-2")
+
+
+def test_a_series_counted_by_its_labels_or_its_key_is_one_series() -> None:
+    from finegate.gateway.metrics import Counter
+
+    c = Counter("x_total", "x")
+    c.inc(stage="input", rule="pii", action="redact")
+    c.inc_series((("action", "redact"), ("rule", "pii"), ("stage", "input")), 2.0)
+    assert c.value(action="redact", stage="input", rule="pii") == 3.0
+    assert c.render() == ['x_total{action="redact",rule="pii",stage="input"} 3']

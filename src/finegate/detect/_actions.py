@@ -164,9 +164,17 @@ def _merge(findings: Iterable[Finding]) -> list[Finding]:
 
     A finding that overlaps nothing is returned as it is (the common case: no copy).
     """
+    ordered = sorted(findings, key=_span_order)
+    end = -1
+    for f in ordered:  # most texts: nothing overlaps, and nothing is to be merged
+        if f.start < end:
+            break
+        end = f.end
+    else:
+        return ordered
     groups: list[list[Finding]] = []
     end = -1
-    for f in sorted(findings, key=_span_order):
+    for f in ordered:
         if groups and f.start < end:
             groups[-1].append(f)
             if f.end > end:

@@ -74,7 +74,7 @@ class Finding:
     @property
     def category(self) -> str:
         """The part of ``kind`` before the first dot (``secret``, ``pii``, ...)."""
-        return self.kind.split(".", 1)[0]
+        return self.kind.partition(".")[0]
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable dict (severity as its lowercase name)."""

@@ -53,6 +53,10 @@ class Counter:
         key = tuple(sorted(labels.items()))
         self.values[key] = self.values.get(key, 0.0) + amount
 
+    def inc_series(self, key: Labels, amount: float = 1.0) -> None:
+        """`inc` for a label set already in series form: ``(name, value)`` pairs by name."""
+        self.values[key] = self.values.get(key, 0.0) + amount
+
     def value(self, **labels: str) -> float:
         """Current value of one series (0 when never incremented)."""
         return self.values.get(tuple(sorted(labels.items())), 0.0)
