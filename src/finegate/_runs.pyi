@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 def runs(data: bytes, table: bytes, shortest: int, /) -> list[tuple[int, int]]: ...
 def chains(
     member: bytes,
@@ -9,3 +11,9 @@ def chains(
     data: bytes,
     /,
 ) -> bool: ...
+
+class ChainSet:
+    def __init__(
+        self, specs: Sequence[tuple[int, bytes, bytes, int, int, bytes, bytes]], /
+    ) -> None: ...
+    def __call__(self, data: bytes, /) -> list[int]: ...

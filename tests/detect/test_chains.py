@@ -10,7 +10,7 @@ import pytest
 
 from finegate.detect import Scanner, _pii, _screens, hyperscan_available
 from finegate.detect._rules import RuleSet
-from finegate.detect._screens import chain_screen
+from finegate.detect._screens import Chain, chain_screen, chain_set
 
 
 def reference(
@@ -43,13 +43,13 @@ def test_chains_are_the_regex_they_stand_for() -> None:
     for _ in range(20000):
         shape = rng.choice(shapes)
         data = bytes(rng.choices(rng.choice(alphabets), k=rng.choice([0, 1, 3, 7, 13, 30, 200])))
-        screen = chain_screen(*shape)
+        screen = chain_screen(Chain(*shape))
         assert screen is not None
         assert screen(data) == reference(data, *shape), (shape, data)
 
 
 def test_chains_are_found_wherever_they_fall_against_the_sampled_bytes() -> None:
-    screen = chain_screen(b"0123456789", b" -", 13, 1)
+    screen = chain_screen(Chain(b"0123456789", b" -", 13, 1))
     assert screen is not None
     card = b"4111 1111-1111 1"  # 13 digits, single gaps
     for pad in range(40):
@@ -69,13 +69,15 @@ def test_each_screened_rule_answers_as_its_fragment() -> None:
                  "pii.ip_address": ":::0aF" + other}  # fmt: skip
     for r in rules:
         alphabet = alphabets[r.kind]
-        assert r.hs is not None
+        assert r.hs is not None and r.screen is not None
+        screen = chain_screen(r.screen)
+        assert screen is not None
         fragment = re.compile(r.hs.encode(), r.flags)
         hits = 0
         for _ in range(6000):
             data = "".join(rng.choices(alphabet, k=rng.choice([5, 15, 40]))).encode()
             expected = fragment.search(data) is not None
-            assert r.screen(data) == expected, (r.kind, data)
+            assert screen(data) == expected, (r.kind, data)
             hits += expected
         assert 200 < hits < 5800, (r.kind, hits)  # the texts exercised both answers
 
@@ -88,7 +90,33 @@ def test_bad_tables_are_refused() -> None:
     with pytest.raises(ValueError, match="count"):
         chains(bytes(256), bytes(256), 0, 1, b"", b"", b"data")
     with pytest.raises(ValueError, match="disjoint"):
-        chain_screen(b"01", b"1 ", 3, 1)
+        Chain(b"01", b"1 ", 3, 1)
+    with pytest.raises(ValueError, match="count"):
+        Chain(b"01", b" ", 0, 1)
+    from finegate._runs import ChainSet
+
+    with pytest.raises(ValueError, match="256 bytes"):
+        ChainSet([(0, b"01", bytes(256), 3, 1, b"", b"")])
+    with pytest.raises(TypeError, match="spec"):
+        ChainSet([(0, b"0")])
+
+
+def test_a_chain_set_gives_the_ids_of_the_chains_found_in_order() -> None:
+    rng = random.Random(9)
+    chains = [
+        Chain(b"0123456789", b" .-()", 7, 2, _pii._WORD + b"+.-/:$", b"+("),
+        Chain(b"0123456789", b" -", 13, 1),
+        Chain(b":", b"0123456789abcdef", 3, 4),
+    ]
+    ids = [7, 3, 11]
+    both = chain_set(list(zip(ids, chains, strict=True)))
+    singles = [chain_screen(c) for c in chains]
+    assert both is not None and all(s is not None for s in singles)
+    for _ in range(3000):
+        data = bytes(rng.choices(b"0123456789 -:.ab+x", k=rng.choice([0, 4, 20, 60])))
+        expected = [i for i, s in zip(ids, singles, strict=True) if s(data)]  # type: ignore[misc]
+        assert both(data) == expected, data
+    assert chain_set([]) is not None and chain_set([])(b"123") == []  # type: ignore[misc]
 
 
 @pytest.mark.skipif(not hyperscan_available(), reason="compares two hyperscan prefilters")

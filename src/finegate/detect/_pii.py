@@ -15,7 +15,7 @@ from typing import Any
 
 from finegate.detect._base import RuleDetector
 from finegate.detect._rules import Override, Rule
-from finegate.detect._screens import chain_screen
+from finegate.detect._screens import Chain
 from finegate.detect._types import Channel, Severity
 from finegate.detect._util import iban_ok, luhn_ok
 
@@ -104,10 +104,10 @@ _DOC_SUFFIXES = tuple("." + d for d in _DOC_DOMAINS)
 
 _DIGITS = b"0123456789"
 _WORD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
-# The phone, card and IPv6 fragments below, as screens (None without the C extension).
-_PHONE_SCREEN = chain_screen(_DIGITS, b" .-()", 7, 2, before=_WORD + b"+.-/:$", lead=b"+(")
-_CARD_SCREEN = chain_screen(_DIGITS, b" -", 13, 1)
-_IPV6_SCREEN = chain_screen(b":", b"0123456789ABCDEFabcdef", 3, 4)
+# The phone, card and IPv6 fragments below, as screens.
+_PHONE_SCREEN = Chain(_DIGITS, b" .-()", 7, 2, before=_WORD + b"+.-/:$", lead=b"+(")
+_CARD_SCREEN = Chain(_DIGITS, b" -", 13, 1)
+_IPV6_SCREEN = Chain(b":", b"0123456789ABCDEFabcdef", 3, 4)
 
 
 def _email(m: re.Match[str], _c: Channel) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from finegate.detect._screens import Chain, chain_set
 from finegate.detect._types import Channel, Severity
 from finegate.detect._window import Reach, analyse
 
@@ -42,7 +43,6 @@ class Override:
 
 Validator = Callable[[re.Match[str], Channel], "Override | bool"]
 Finder = Callable[[re.Pattern[str], str], list[re.Match[str]]]
-Screen = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +64,9 @@ class Rule:
         channels: Channels the rule applies to (``None``: all).
         finder: An exact, faster equivalent of ``list(regex.finditer(text))`` for this rule
             (it gets the regex and the text), used on texts too short for windows.
-        screen: An exact, faster equivalent of whether ``hs`` matches (it gets the text's
-            UTF-8 bytes): the hyperscan backend then asks it instead of compiling ``hs``
-            into its candidates database.
+        screen: A `Chain` equivalent to ``hs``: where the C extension is built, the
+            hyperscan backend asks it (with the rule set's other chains, in one call)
+            instead of compiling ``hs`` into its candidates database.
     """
 
     kind: str
@@ -81,7 +81,7 @@ class Rule:
     priority: int = 0
     channels: frozenset[str] | None = None
     finder: Finder | None = field(default=None, compare=False)
-    screen: Screen | None = field(default=None, compare=False)
+    screen: Chain | None = None
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -256,9 +256,11 @@ class _HyperscanPrefilter:
         self._rules = rules
         self._every = every
         self._dense_ids = [i for i, d in enumerate(dense) if d]
-        # Rules with a screen are asked directly; the automaton holds the others.
-        self._screens = [(i, r.screen) for i, r in enumerate(rules) if r.screen is not None]
-        scanned = [i for i, r in enumerate(rules) if r.screen is None]
+        # Rules with a screen are asked in one call; the automaton holds the others.
+        chains = [(i, r.screen) for i, r in enumerate(rules) if r.screen is not None]
+        self._screens = chain_set(chains) if chains else None
+        screened = {i for i, _ in chains} if self._screens is not None else set()
+        scanned = [i for i in range(len(rules)) if i not in screened]
         self._db = (
             _compile(hyperscan, [rules[i] for i in scanned], single=True, ids=scanned)
             if scanned
@@ -272,7 +274,7 @@ class _HyperscanPrefilter:
     def candidates(self, text: str) -> list[int]:
         # Lone surrogates never reach here: normalization replaced them with U+FFFD.
         data = text.encode("utf-8")
-        hits = [i for i, screen in self._screens if screen(data)]
+        hits = self._screens(data) if self._screens is not None else []
         if self._db is None:
             return hits
         scratch = getattr(self._local, "scratch", None)
