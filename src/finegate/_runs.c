@@ -9,15 +9,15 @@
  * the cost of its scan (~5 of ~8 us per 2 KB answer, measured 2026-12-03); this looks at
  * a fraction of the bytes (below). The Python specification is in tests/detect/test_runs.py.
  *
- * `chains(member, gap, count, max_gap, before, lead, data)` says whether `data` holds
- * `count` member bytes in a row, each pair separated by at most `max_gap` gap bytes (the two
- * classes disjoint), whose first member is preceded by the start of `data` or by a byte not
- * in `before`, optionally with one `lead` byte in between (an empty `before`: anything may
- * precede). `member` may also be a single byte, searched with memchr instead of sampled.
- * That is whether `(?:^|[^B])L?M(?:G{0,max_gap}M){count-1}` matches: the phone,
- * payment card and IPv6 prefilter fragments, whose bounded repeats were 2 of the 5.7 us of
- * the rule set's hyperscan scan of a 2 KB text (measured 2026-12-07). `ChainSet(specs)`
- * asks several such chains in one call (below). The specification is in
+ * `ChainSet(specs)`, specs `(id, member, gap, count, max_gap, before, lead)`, is called with
+ * `data` and returns the ids of the chains it holds: `count` member bytes in a row, each
+ * pair separated by at most `max_gap` gap bytes (the two classes disjoint), whose first
+ * member is preceded by the start of `data` or by a byte not in `before`, optionally with
+ * one `lead` byte in between (an empty `before`: anything may precede). A single-byte
+ * `member` is searched with memchr instead of sampled. That is whether
+ * `(?:^|[^B])L?M(?:G{0,max_gap}M){count-1}` matches: the phone, payment card and IPv6
+ * prefilter fragments, whose bounded repeats were 2 of the 5.7 us of the rule set's
+ * hyperscan scan of a 2 KB text (measured 2026-12-07). The specification is in
  * tests/detect/test_chains.py.
  */
 #define PY_SSIZE_T_CLEAN
@@ -151,52 +151,10 @@ static int find_chain(const Chain *c, const unsigned char *s, Py_ssize_t n, int 
     return 0;
 }
 
-static PyObject *chains(PyObject *self, PyObject *args) {
-    Py_buffer data, member, gap, before, lead;
-    Py_ssize_t count, max_gap;
-    /* `data` last, so that functools.partial can bind the rest (a screen per rule). */
-    if (!PyArg_ParseTuple(args, "y*y*nny*y*y*", &member, &gap, &count, &max_gap, &before, &lead,
-                          &data))
-        return NULL;
-    PyObject *out = NULL;
-    unsigned char one[256];
-    if ((member.len != 256 && member.len != 1) || gap.len != 256 ||
-        (before.len != 0 && before.len != 256) || (lead.len != 0 && lead.len != 256)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "tables must be 256 bytes (member: or one byte; before, lead: or empty)");
-        goto done;
-    }
-    if (count < 1 || max_gap < 0) {
-        PyErr_SetString(PyExc_ValueError, "count must be at least 1 and max_gap at least 0");
-        goto done;
-    }
-    if (member.len == 1) {
-        memset(one, 0, sizeof one);
-        one[((const unsigned char *)member.buf)[0]] = 1;
-    }
-    Chain c = {
-        .member = member.len == 1 ? one : (const unsigned char *)member.buf,
-        .gap = (const unsigned char *)gap.buf,
-        .before = before.len ? (const unsigned char *)before.buf : NULL,
-        .lead = lead.len ? (const unsigned char *)lead.buf : NULL,
-        .count = count,
-        .max_gap = max_gap,
-    };
-    out = PyBool_FromLong(
-        find_chain(&c, (const unsigned char *)data.buf, data.len, member.len == 1));
-done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&member);
-    PyBuffer_Release(&gap);
-    PyBuffer_Release(&before);
-    PyBuffer_Release(&lead);
-    return out;
-}
-
 /* ChainSet: several chains, each with an id, asked in one call (`ChainSet(specs)(data)` ->
  * the ids of those found). The scanner asks its three screens of every text; one call with
- * the tables parsed once costs ~0.1 us where three `chains` calls cost ~0.8 (buffer
- * arguments are acquired and released per call), which short messages felt. */
+ * the tables parsed once costs ~0.1 us where three calls taking the tables as buffer
+ * arguments cost ~0.8 (each buffer acquired and released per call). */
 typedef struct {
     Chain chain;
     Py_ssize_t id;
@@ -210,8 +168,10 @@ typedef struct {
     OwnedChain *chains;
 } ChainSet;
 
+/* Copy a table argument into `out` (a single byte: a table holding it); its length in `len`
+ * (256, or 1 / 0 where allowed). */
 static int table_of(PyObject *obj, unsigned char *out, int may_be_empty, int may_be_one,
-                    int *is_empty) {
+                    Py_ssize_t *len) {
     Py_buffer b;
     if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) return -1;
     int ok = b.len == 256 || (may_be_empty && b.len == 0) || (may_be_one && b.len == 1);
@@ -224,7 +184,7 @@ static int table_of(PyObject *obj, unsigned char *out, int may_be_empty, int may
     memset(out, 0, 256);
     if (b.len == 256) memcpy(out, b.buf, 256);
     else if (b.len == 1) out[((const unsigned char *)b.buf)[0]] = 1;
-    *is_empty = b.len == 0;
+    *len = b.len;
     PyBuffer_Release(&b);
     return 0;
 }
@@ -258,17 +218,17 @@ static PyObject *ChainSet_new(PyTypeObject *type, PyObject *args, PyObject *kwds
             PyErr_SetString(PyExc_ValueError, "count must be at least 1 and max_gap at least 0");
             goto fail;
         }
-        int empty, no_before, no_lead;
-        if (table_of(member, c->tables[0], 0, 1, &empty) < 0 ||
-            table_of(gap, c->tables[1], 0, 0, &empty) < 0 ||
-            table_of(before, c->tables[2], 1, 0, &no_before) < 0 ||
-            table_of(lead, c->tables[3], 1, 0, &no_lead) < 0)
+        Py_ssize_t member_len, gap_len, before_len, lead_len;
+        if (table_of(member, c->tables[0], 0, 1, &member_len) < 0 ||
+            table_of(gap, c->tables[1], 0, 0, &gap_len) < 0 ||
+            table_of(before, c->tables[2], 1, 0, &before_len) < 0 ||
+            table_of(lead, c->tables[3], 1, 0, &lead_len) < 0)
             goto fail;
-        c->one_member = PyObject_Length(member) == 1;
+        c->one_member = member_len == 1;
         c->chain.member = c->tables[0];
         c->chain.gap = c->tables[1];
-        c->chain.before = no_before ? NULL : c->tables[2];
-        c->chain.lead = no_lead ? NULL : c->tables[3];
+        c->chain.before = before_len ? c->tables[2] : NULL;
+        c->chain.lead = lead_len ? c->tables[3] : NULL;
         c->chain.count = count;
         c->chain.max_gap = max_gap;
     }
@@ -320,10 +280,6 @@ static PyMethodDef methods[] = {
     {"runs", runs, METH_VARARGS,
      "runs(data, table, shortest) -> list[tuple[int, int]]: (start, end) of each maximal "
      "run of table bytes at least shortest long."},
-    {"chains", chains, METH_VARARGS,
-     "chains(member, gap, count, max_gap, before, lead, data) -> bool: whether count member "
-     "bytes follow each other with at most max_gap gap bytes between, the first after the "
-     "start or a byte not in before (optionally and a lead byte)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,16 +1,6 @@
 from collections.abc import Sequence
 
 def runs(data: bytes, table: bytes, shortest: int, /) -> list[tuple[int, int]]: ...
-def chains(
-    member: bytes,
-    gap: bytes,
-    count: int,
-    max_gap: int,
-    before: bytes,
-    lead: bytes,
-    data: bytes,
-    /,
-) -> bool: ...
 
 class ChainSet:
     def __init__(

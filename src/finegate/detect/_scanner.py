@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from finegate.detect._actions import _span_order
 from finegate.detect._base import RuleDetector
 from finegate.detect._normalize import normalize
 from finegate.detect._rules import Engine, Override, Rule, RuleSet
@@ -44,10 +45,6 @@ def build_detector(name: str, options: Mapping[str, Any] | None = None) -> Detec
     except TypeError as exc:
         raise ConfigError(f"bad options for detector {name!r}: {exc}") from None
     return det  # type: ignore[no-any-return]
-
-
-def _span_order(f: Finding) -> tuple[int, int]:
-    return (f.start, -f.end)
 
 
 def resolve_overlaps(findings: list[Finding], priority: Mapping[str, int]) -> list[Finding]:

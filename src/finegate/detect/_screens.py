@@ -13,18 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-__all__ = ["Chain", "chain_screen", "chain_set", "table"]
+__all__ = ["Chain", "chain_set", "table"]
 
-_chains: Callable[..., bool] | None
 _ChainSet: Any
 try:
     from finegate._runs import ChainSet as _ChainSet
-    from finegate._runs import chains as _chains
 except ImportError:  # the C extension is optional
-    _chains = _ChainSet = None
+    _ChainSet = None
 
 
 def table(chars: bytes) -> bytes:
@@ -61,7 +58,7 @@ class Chain:
             raise ValueError("a chain needs member bytes, count >= 1 and max_gap >= 0")
 
     def tables(self) -> tuple[bytes, bytes, int, int, bytes, bytes]:
-        """The arguments of `finegate._runs.chains` before the data (one member: memchr)."""
+        """A `finegate._runs.ChainSet` spec after its id (one member byte: memchr)."""
         return (
             self.member if len(self.member) == 1 else table(self.member),
             table(self.gap),
@@ -81,10 +78,3 @@ def chain_set(chains: Sequence[tuple[int, Chain]]) -> Callable[[bytes], list[int
         return None
     made: Callable[[bytes], list[int]] = _ChainSet([(i, *c.tables()) for i, c in chains])
     return made
-
-
-def chain_screen(chain: Chain) -> Callable[[bytes], bool] | None:
-    """Whether ``chain`` is found in a text's bytes (one chain; None without the extension)."""
-    if _chains is None:
-        return None
-    return partial(_chains, *chain.tables())
