@@ -160,7 +160,7 @@ def stack(
     _, key = create_key(open_store(), "default", name="bench")
     gw_args = ["gateway", "--config", str(cfg_path), "--port", str(gw_port),
                "--log-level", "warning", "--workers", str(workers)]  # fmt: skip
-    with process(up_args, f"http://127.0.0.1:{up_port}/healthz", tmp / "up.log", env):
+    with process(up_args, f"http://127.0.0.1:{up_port}/healthz", tmp / "up.log", env) as up_pid:
         with (
             process(gw_args, f"http://127.0.0.1:{gw_port}/readyz", tmp / "gw.log", env) as gw_pid,
             bare_proxy(up_port, tmp, env) if floor else nullcontext({}) as bare,
@@ -172,6 +172,7 @@ def stack(
                 "base": f"http://127.0.0.1:{gw_port}",
                 "key": key,
                 "pid": gw_pid,
+                "upstream_pid": up_pid,
                 "home": tmp,
             }
 
@@ -289,6 +290,8 @@ def main() -> None:
         import psutil
 
         procs = {"gateway": psutil.Process(s["pid"])}
+        upstream = psutil.Process(s["upstream_pid"])
+        up_cpu = {t: float("inf") for t in targets}
         if args.floor:
             procs["bare"] = psutil.Process(s["bare_pid"])
         cpu = {t: float("inf") for t in procs}
@@ -306,6 +309,7 @@ def main() -> None:
             proc = procs.get(target)
             cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
             child0 = children_cpu(procs["gateway"])
+            up0 = sum(upstream.cpu_times()[:2])
             lat, wall, st = load(
                 s[target],
                 s["key"],
@@ -315,6 +319,7 @@ def main() -> None:
                 prompt,
                 args.client,
             )
+            up_cpu[target] = min(up_cpu[target], sum(upstream.cpu_times()[:2]) - up0)
             if proc is not None:
                 cpu[target] = min(cpu[target], sum(proc.cpu_times()[:2]) - cpu0)
             if target == "gateway":
@@ -354,6 +359,9 @@ def main() -> None:
         print(f"gateway CPU, all {args.workers} workers, their request-log writers and the "
               f"usage monitor: {own_ms + children_ms:.3f} ms per request (user+system, best "
               f"of two rounds of {args.requests} requests)")  # fmt: skip
+    print("upstream (serve-model mock:echo) process CPU: "
+          + ", ".join(f"{up_cpu[t] / args.requests * 1000:.3f} ms per request via {t}"
+                      for t in targets))  # fmt: skip
     if args.floor:
         print(f"bare proxy process CPU: {cpu['bare'] / args.requests * 1000:.3f} ms per request")
     if single:

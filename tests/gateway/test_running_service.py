@@ -313,9 +313,9 @@ def _read_answers(sock: socket.socket, n: int) -> tuple[list[tuple[int, bytes]],
 
 
 def test_pipelined_and_closing_requests_on_one_connection(isolated_home: Path) -> None:
-    """The chat path hands each answer to the socket in one write (`app._OneWrite`): answers
-    to pipelined requests stay whole and in order, and ``Connection: close`` is honoured
-    after the answer is sent."""
+    """The chat path hands each answer to the socket in one write (`FastPostProtocol`):
+    answers to pipelined requests stay whole and in order, and ``Connection: close`` is
+    honoured after the answer is sent."""
     key = new_key(isolated_home)
     with running_gateway(base_config(), isolated_home) as base:
         port = int(base.rsplit(":", 1)[1])
@@ -341,6 +341,32 @@ def test_pipelined_and_closing_requests_on_one_connection(isolated_home: Path) -
     assert texts == ["first", "second", "third"]
     assert closed, "the gateway kept the connection open after Connection: close"
     assert alone[0][0] == 200 and not closed_alone
+
+
+def test_bodies_over_the_limit_get_413_and_the_connection_serves_on(isolated_home: Path) -> None:
+    key = new_key(isolated_home)
+    with running_gateway({**base_config(), "max_body_bytes": 2000}, isolated_home) as base:
+        port = int(base.rsplit(":", 1)[1])
+        big = json.dumps(chat("x" * 3000)).encode()
+        small = json.dumps(chat("fits")).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}"
+                "\r\nContent-Type: application/json\r\n")  # fmt: skip
+        declared = f"{head}Content-Length: {len(big)}\r\n\r\n".encode() + big
+        chunked = f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + b"".join(
+            b"%x\r\n%s\r\n" % (len(part), part) for part in (big[:1500], big[1500:])
+        ) + b"0\r\n\r\n"  # fmt: skip
+        fits = f"{head}Content-Length: {len(small)}\r\n\r\n".encode() + small
+        answers = []
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            for data in (declared, fits, chunked, fits):
+                sock.sendall(data)
+                answers += _read_answers(sock, 1)[0]
+        metrics = httpx.get(f"{base}/metrics").text
+    assert [status for status, _ in answers] == [413, 200, 413, 200]
+    assert json.loads(answers[0][1])["error"]["code"] == "body_too_large"
+    assert json.loads(answers[2][1])["error"]["code"] == "body_too_large"
+    assert json.loads(answers[3][1])["choices"][0]["message"]["content"] == "fits"
+    assert 'finegate_gateway_requests_total{model="-",status="413"} 2' in metrics
 
 
 def test_streamed_answer_through_the_running_gateway(isolated_home: Path) -> None:

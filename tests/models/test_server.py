@@ -387,13 +387,13 @@ class _ClientRecorder:
 
 
 @contextmanager
-def uvicorn_thread(app: Any) -> Iterator[str]:
+def uvicorn_thread(app: Any, **config: Any) -> Iterator[str]:
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -433,6 +433,46 @@ async def test_tool_calls_over_a_real_socket() -> None:
         (resp,) = await backend.generate([request])
         await backend.aclose()
     assert resp.tool_calls == (ToolCall("search", "{}", id="call_0"),)
+
+
+def without_ids(body: bytes) -> Any:
+    """An answer's JSON (each event's, for a stream) without its random id and timestamp."""
+    if body.startswith(b"data: "):
+        events = [e.removeprefix(b"data: ") for e in body.split(b"\n\n") if e]
+        return [without_ids(e) if e != b"[DONE]" else "[DONE]" for e in events]
+    data = json.loads(body)
+    if isinstance(data, dict):
+        data.pop("id", None)
+        data.pop("created", None)
+    return data
+
+
+async def test_the_fast_http_path_answers_chat_like_the_fastapi_route() -> None:
+    """`serve` runs the app under FastPostProtocol: chat answers are those of the route."""
+    requests: list[tuple[dict[str, str], bytes]] = [
+        ({"Authorization": f"Bearer {SECRET}"}, json.dumps(user("same answer")).encode()),
+        ({"Authorization": f"Bearer {SECRET}"}, json.dumps(user("s", stream=True)).encode()),
+        ({"Authorization": "Bearer wrong"}, json.dumps(user("x")).encode()),
+        ({"Authorization": f"Bearer {SECRET}"}, b"{not json"),
+        ({"Authorization": f"Bearer {SECRET}"}, json.dumps(user("x" * 300)).encode()),
+    ]
+    app = mock_app(api_key=SECRET, batch_window_s=0, max_body_bytes=200)
+    async with asgi_client(app) as client:
+        routed = [await client.post(CHAT, content=b, headers=h) for h, b in requests]
+    protocol = {"http": "finegate.models.http_fastpath:FastPostProtocol", "access_log": False,
+                "proxy_headers": False}  # fmt: skip
+    with uvicorn_thread(mock_app(api_key=SECRET, batch_window_s=0, max_body_bytes=200),
+                        **protocol) as base:  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            fast = [await client.post(f"{base}/chat/completions", content=b, headers=h)
+                    for h, b in requests]  # fmt: skip
+    assert [r.status_code for r in fast] == [r.status_code for r in routed] == [
+        200, 200, 401, 400, 413
+    ]  # fmt: skip
+    for a, b in zip(fast, routed, strict=True):
+        assert without_ids(a.content) == without_ids(b.content)
+        assert a.headers["content-type"] == b.headers["content-type"]
+    assert fast[0].json()["choices"][0]["message"]["content"] == "same answer"
 
 
 def _free_port() -> int:

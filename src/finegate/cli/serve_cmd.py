@@ -30,6 +30,9 @@ def serve_model(
     max_concurrent_batches: int = typer.Option(
         1, min=1, help="Batches the model runs at once (keep 1 for a single local GPU/CPU)."
     ),
+    max_body_bytes: int = typer.Option(
+        16 * 1024 * 1024, min=1, help="Largest request body accepted (413 beyond it)."
+    ),
     device: str = typer.Option("auto", help="Local models: auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="Local models: auto, float32 or bfloat16."),
     log_level: str = typer.Option("info", help="uvicorn log level (warning to keep it quiet)."),
@@ -58,6 +61,7 @@ def serve_model(
         batch_window_s=batch_window_ms / 1000.0,
         max_batch=max_batch,
         max_concurrent_batches=max_concurrent_batches,
+        max_body_bytes=max_body_bytes,
     )
     options = BackendOptions(batch_size=max_batch, device=device, dtype=dtype)
     serve(

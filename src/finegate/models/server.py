@@ -4,7 +4,9 @@ Endpoints: ``POST /v1/chat/completions`` (JSON, or server-sent events when ``str
 the finished text in one chunk, a finish chunk, then ``[DONE]``), ``GET /v1/models`` and
 ``GET /healthz`` (never needs the API key, for load balancers). Errors use OpenAI's body shape
 ``{"error": {"message", "type", "param", "code"}}``: 400 malformed request, 401 bad key,
-404/405 unknown route, 500 model or server error, 503 model unavailable.
+404/405 unknown route, 413 body over ``max_body_bytes``, 500 model or server error, 503 model
+unavailable. Chat requests are answered by the HTTP protocol itself when `serve` runs the app
+(`finegate.models.http_fastpath`), by the FastAPI route otherwise: one function behind both.
 
 Concurrent requests are micro-batched: requests arriving within ``batch_window_s`` of the
 first (or while the previous batch is still running) are handed to ``backend.generate`` as one
@@ -30,6 +32,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from finegate import _json as fast_json
 from finegate.errors import ConfigError, ModelError, ModelUnavailableError
 from finegate.models.openai_wire import (
     WireRequestError,
@@ -50,6 +53,8 @@ __all__ = ["MicroBatcher", "ServerSettings", "create_app", "read_api_key", "serv
 
 log = logging.getLogger(__name__)
 
+_JSON = (b"content-type", b"application/json")
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -61,6 +66,7 @@ class ServerSettings:
         batch_window_s: How long the first request of a batch waits for company.
         max_batch: Largest batch handed to the backend.
         max_concurrent_batches: Batches the backend runs at once.
+        max_body_bytes: Largest request body accepted (413 beyond it).
     """
 
     model_name: str | None = None
@@ -68,6 +74,7 @@ class ServerSettings:
     batch_window_s: float = 0.005
     max_batch: int = 16
     max_concurrent_batches: int = 1
+    max_body_bytes: int = 16 * 1024 * 1024
 
     def __repr__(self) -> str:
         # The key must never reach a log line through a repr of the settings.
@@ -209,6 +216,8 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
 
+    from finegate.models.http_fastpath import FastPostRoute, WholeAnswer
+
     cfg = settings or ServerSettings()
     model_id = cfg.model_name or backend.identity().uri
     created = int(time.time())
@@ -275,44 +284,54 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
             return denied
         return JSONResponse(models_list([model_id], created=created))
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        denied = unauthorized(request)
-        if denied is not None:
-            return denied
+    Answer = tuple[int, dict[str, Any]]
+
+    def failure(status: int, message: str, type_: str, code: str | None = None) -> Answer:
+        return status, error_body(message, type_=type_, code=code)
+
+    async def chat_answer(body: bytes | None, authorization: bytes) -> "Answer | Response":
+        """One chat request: (status, JSON body) or a `StreamingResponse`; body None: too large."""
+        if expected is not None and not hmac.compare_digest(authorization, expected):
+            return failure(
+                401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                "invalid_request_error", "invalid_api_key",
+            )  # fmt: skip
+        if body is None or len(body) > cfg.max_body_bytes:
+            return failure(
+                413, f"request body is larger than {cfg.max_body_bytes} bytes",
+                "invalid_request_error", "body_too_large",
+            )  # fmt: skip
         try:
-            data = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error(
-                400,
-                f"request body is not valid JSON: {exc}",
-                "invalid_request_error",
+            data = fast_json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return failure(
+                400, f"request body is not valid JSON: {exc}", "invalid_request_error",
                 "invalid_json",
-            )
+            )  # fmt: skip
         try:
             chat, stream = request_from_openai(data)
         except WireRequestError as exc:
-            return error(400, exc.message, "invalid_request_error", "invalid_request")
+            return failure(400, exc.message, "invalid_request_error", "invalid_request")
         try:
             response = await batcher.submit(chat)
         except ModelUnavailableError as exc:
-            return error(
+            return failure(
                 503, f"model unavailable: {exc}", "service_unavailable", "model_unavailable"
             )
         except ConfigError as exc:
-            return error(400, str(exc), "invalid_request_error", "invalid_request")
+            return failure(400, str(exc), "invalid_request_error", "invalid_request")
         except ModelError as exc:
-            return error(500, f"model error: {exc}", "server_error", "model_error")
+            return failure(500, f"model error: {exc}", "server_error", "model_error")
         except Exception:  # noqa: BLE001 - a bug must answer 500, not kill the connection
             log.exception("serve-model: backend failed")
-            return error(
+            return failure(
                 500, "internal server error (see the server log)", "server_error", "internal_error"
             )
         if response.error is not None:
-            return error(500, f"model error: {response.error}", "server_error", "model_error")
+            return failure(500, f"model error: {response.error}", "server_error", "model_error")
         completion_id = new_completion_id()
         if not stream:
-            return JSONResponse(response_to_openai(response, model_id, completion_id=completion_id))
+            return 200, response_to_openai(response, model_id, completion_id=completion_id)
         options = data.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         chunks = stream_chunks(
@@ -321,13 +340,38 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
 
         async def events() -> AsyncIterator[bytes]:
             for chunk in chunks:
-                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+                yield b"data: " + fast_json.dumps(chunk) + b"\n\n"
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        answer = await chat_answer(
+            await request.body(), request.headers.get("authorization", "").encode("latin-1")
+        )
+        if isinstance(answer, Response):
+            return answer
+        return JSONResponse(answer[1], status_code=answer[0])
+
+    async def chat_fast(body: bytes | None, headers: list[tuple[bytes, bytes]]) -> Any:
+        authorization = b""
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+                break
+        answer = await chat_answer(body, authorization)
+        if isinstance(answer, Response):
+            return answer
+        return WholeAnswer(answer[0], [_JSON], fast_json.dumps(answer[1]))
+
+    # `serve`'s HTTP protocol answers chat requests itself (finegate.models.http_fastpath):
+    # past FastAPI's routing and Starlette's request and response objects.
+    app.fast_post_routes = {  # type: ignore[attr-defined]
+        b"/v1/chat/completions": FastPostRoute(chat_fast, cfg.max_body_bytes)
+    }
     return app
 
 
@@ -371,6 +415,11 @@ def serve(
             uri,
             host,
         )
+    from finegate.models.http_fastpath import FastPostProtocol
+
     backend = load_backend(uri, options)
     app = create_app(backend, cfg)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    # No proxy-header middleware: nothing here reads the client's address or scheme, and the
+    # middleware would hide the app's ``fast_post_routes`` from the HTTP protocol.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                proxy_headers=False, http=FastPostProtocol)  # fmt: skip
