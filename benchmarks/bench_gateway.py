@@ -5,7 +5,8 @@ Starts ``finegate serve-model mock:echo`` (answers instantly, no batching window
 injection on user and document channels, canary and system-prompt leakage, output redaction,
 tool policy, rate limiting, usage monitoring, request log), then sends the same requests
 (2 KB prompts, concurrency 16) to both and prints p50/p99 latency, the added latency and
-requests/s.
+requests/s, the gateway's CPU per request, and how busy each process sharing the cores was
+(gateway, upstream, load generator: the slowest one sets the latency at this concurrency).
 
     python benchmarks/bench_gateway.py                 # 3000 requests per target
     python benchmarks/bench_gateway.py --requests 500 --redis redis://127.0.0.1:6379/0
@@ -257,6 +258,12 @@ def children_cpu(proc: Any) -> float:
     return float(total)
 
 
+def process_use(proc: Any, since: tuple[float, int] = (0.0, 0)) -> tuple[float, int]:
+    """CPU seconds (user+system) and involuntary context switches of ``proc`` since ``since``."""
+    return (sum(proc.cpu_times()[:2]) - since[0],
+            proc.num_ctx_switches().involuntary - since[1])  # fmt: skip
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
@@ -290,12 +297,14 @@ def main() -> None:
         import psutil
 
         procs = {"gateway": psutil.Process(s["pid"])}
-        upstream = psutil.Process(s["upstream_pid"])
-        up_cpu = {t: float("inf") for t in targets}
         if args.floor:
             procs["bare"] = psutil.Process(s["bare_pid"])
+        # Every process on the two cores: what each took during the round that is kept.
+        watched = {**procs, "upstream": psutil.Process(s["upstream_pid"]),
+                   "load generator": psutil.Process()}  # fmt: skip
         cpu = {t: float("inf") for t in procs}
         child_cpu = float("inf")
+        shares: dict[str, dict[str, tuple[float, float]]] = {}
 
         prompt = PROMPTS[args.prompts]
 
@@ -309,7 +318,7 @@ def main() -> None:
             proc = procs.get(target)
             cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
             child0 = children_cpu(procs["gateway"])
-            up0 = sum(upstream.cpu_times()[:2])
+            before = {name: process_use(p) for name, p in watched.items()}
             lat, wall, st = load(
                 s[target],
                 s["key"],
@@ -319,7 +328,7 @@ def main() -> None:
                 prompt,
                 args.client,
             )
-            up_cpu[target] = min(up_cpu[target], sum(upstream.cpu_times()[:2]) - up0)
+            used = {name: process_use(p, before[name]) for name, p in watched.items()}
             if proc is not None:
                 cpu[target] = min(cpu[target], sum(proc.cpu_times()[:2]) - cpu0)
             if target == "gateway":
@@ -328,6 +337,8 @@ def main() -> None:
             prev = results.get(target)
             if prev is None or statistics.median(lat) < statistics.median(prev[0]):
                 results[target] = (lat, wall)  # best of two rounds per target
+                shares[target] = {name: (c / wall, n / args.requests)
+                                  for name, (c, n) in used.items()}  # fmt: skip
         single = {}
         for target in targets if args.unloaded else ():
             single[target] = load(
@@ -359,9 +370,14 @@ def main() -> None:
         print(f"gateway CPU, all {args.workers} workers, their request-log writers and the "
               f"usage monitor: {own_ms + children_ms:.3f} ms per request (user+system, best "
               f"of two rounds of {args.requests} requests)")  # fmt: skip
-    print("upstream (serve-model mock:echo) process CPU: "
-          + ", ".join(f"{up_cpu[t] / args.requests * 1000:.3f} ms per request via {t}"
-                      for t in targets))  # fmt: skip
+    print("busy share of one core, and involuntary context switches per request (preempted "
+          "while runnable), of each process in the kept round:")  # fmt: skip
+    for target in targets:
+        print(f"  via {target}: " + ", ".join(
+            f"{name} {busy * 100:.0f}% / {switches:.2f}"
+            for name, (busy, switches) in shares[target].items()
+            if name not in procs or name == target
+        ))  # fmt: skip
     if args.floor:
         print(f"bare proxy process CPU: {cpu['bare'] / args.requests * 1000:.3f} ms per request")
     if single:
