@@ -31,6 +31,8 @@ async def fast_handler(body: bytes | None, headers: list[tuple[bytes, bytes]]) -
         return WholeAnswer(200, [(b"x-bad", b"a\r\nx-injected: 1")], b"{}")
     if body == b"stream":
         return stream_app
+    if body == b"stream-until-gone":
+        return stream_until_gone
     seen = dict(headers).get(b"x-tag", b"-")
     return WholeAnswer(200, [JSON, (b"x-via", b"fast"), (b"x-tag", seen)], body)
 
@@ -41,6 +43,16 @@ async def stream_app(scope: Any, receive: Any, send: Any) -> None:
     for part in (b"data: 1\n\n", b"data: 2\n\n"):
         await send({"type": "http.response.body", "body": part, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+GONE: list[Any] = []
+
+
+async def stream_until_gone(scope: Any, receive: Any, send: Any) -> None:
+    """Starts a stream, then waits for the client to go away (what `receive` says then)."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    GONE.append(await receive())
 
 
 class App:
@@ -223,6 +235,20 @@ def test_a_stream_runs_as_asgi_then_the_connection_goes_on() -> None:
         assert body == b"data: 1\n\ndata: 2\n\n"
         ((status, _, body),) = exchange(conn, post("/fast", b"then")).done
         assert (status, body) == (200, b"then")
+
+
+def test_a_stream_learns_that_its_client_left_with_a_request_pipelined_behind() -> None:
+    GONE.clear()
+    with served(App()) as (port, _):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(post("/fast", b"stream-until-gone") + post("/fast", b"queued"))
+            conn.settimeout(10)
+            assert b"data: 1" in conn.recv(65536)
+        deadline = time.monotonic() + 10
+        while not GONE:
+            assert time.monotonic() < deadline, "the stream never saw the disconnect"
+            time.sleep(0.01)
+    assert GONE == [{"type": "http.disconnect"}]
 
 
 @pytest.mark.parametrize("body", [b"boom", b"bad-header"])

@@ -145,10 +145,14 @@ class FastPostProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
         fast, current = self.fast_cycle, cast(Any, self.cycle)
-        if fast is not None and fast is not current and not fast.response_complete:
-            fast.disconnected = True  # a pipelined request replaced it as the current cycle
+        # uvicorn tells the current cycle; a request pipelined behind this one replaced it.
+        if fast is not None and fast is not current and fast.asgi is not current:
             if fast.asgi is not None:
-                fast.asgi.disconnected = True
+                if not fast.asgi.response_complete:
+                    fast.asgi.disconnected = True
+                fast.asgi.message_event.set()
+            elif not fast.response_complete:
+                fast.disconnected = True
         super().connection_lost(exc)
 
     def _start(self, fast: _FastCycle, body: bytes | None) -> None:
@@ -202,9 +206,11 @@ class FastPostProtocol(HttpToolsProtocol):
         fast.asgi = cycle
         if cast(Any, self.cycle) is fast:
             self.cycle = cycle
-        if self.fast_cycle is fast:
-            self.fast_cycle = None
-        await cycle.run_asgi(app)
+        try:
+            await cycle.run_asgi(app)
+        finally:
+            if self.fast_cycle is fast:
+                self.fast_cycle = None
 
 
 def _render(answer: WholeAnswer, default_headers: Headers, keep_alive: bool) -> bytes:
