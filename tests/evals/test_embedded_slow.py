@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from tests.serving import uvicorn_thread
 
 from finegate.evals import EvalConfig, load_suite, run_eval
 from finegate.models import BackendOptions, GenerationParams, load_backend
@@ -20,7 +19,7 @@ CASE_FAMILIES = ("leakage", "harmful-requests", "over-refusal", "task-fit")
 
 async def test_embedded_eval_cache_and_http_parity(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from finegate.models.server import ServerSettings, create_app
 
     core = load_suite("core")
@@ -44,20 +43,8 @@ async def test_embedded_eval_cache_and_http_parity(tmp_path: Path) -> None:
     ]
 
     # The same model behind serve-model, over a real socket.
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(local, ServerSettings(model_name="emb")), log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive()
-        time.sleep(0.05)
-    try:
+    app = create_app(local, ServerSettings(model_name="emb"))
+    with uvicorn_thread(app, lifespan="off") as (port, _):
         remote = load_backend(
             f"openai:http://127.0.0.1:{port}/v1#emb",
             BackendOptions(concurrency=4, api_key_env=None, timeout_s=600),
@@ -69,10 +56,6 @@ async def test_embedded_eval_cache_and_http_parity(tmp_path: Path) -> None:
             config=EvalConfig(params=config.params, batch_size=1, concurrency=4),
         )
         await remote.aclose()
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
     assert over_http.model_calls >= len(cases)
     assert {r.case_id: r.verdict for r in over_http.results} == {
         r.case_id: r.verdict for r in first.results

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.serving import uvicorn_thread
 from typer.testing import CliRunner
 
 from finegate.cli.main import app
@@ -148,27 +146,11 @@ def test_unreachable_model_exits_1_with_errors_reported() -> None:
 
 @contextmanager
 def _serve(backend: Any) -> Iterator[str]:
-    import uvicorn
-
     from finegate.models.server import ServerSettings, create_app
 
     app_ = create_app(backend, ServerSettings(model_name="mini", batch_window_s=0.002))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.01)
-    try:
+    with uvicorn_thread(app_) as (port, _):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_served_over_http_gives_the_same_verdicts(mini_mock: Any, expected: dict[str, str]) -> None:

@@ -8,14 +8,12 @@ must be OpenAI-shaped JSON.
 from __future__ import annotations
 
 import copy
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from gwutil import auth, base_config
+from tests.serving import uvicorn_thread
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -23,27 +21,11 @@ hypothesis = pytest.importorskip("hypothesis")
 
 @pytest.fixture()
 def live(store: Any, key_for: Any) -> Iterator[tuple[str, dict[str, Any], str]]:
-    import uvicorn
-
     from finegate.gateway import create_app, load_config
 
     app = create_app(load_config(base_config(max_body_bytes=4096)), store)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
+    with uvicorn_thread(app, startup_s=60) as (port, _):
         yield f"http://127.0.0.1:{port}", app.openapi(), key_for("default")
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_fuzz_every_operation_without_server_errors(live: tuple[str, dict[str, Any], str]):

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httptools
 import pytest
+from tests.serving import uvicorn_thread
 
 from finegate.models.http_fastpath import FastPostRoute, WholeAnswer
 
@@ -77,28 +75,9 @@ class App:
         await send({"type": "http.response.body", "body": out})
 
 
-@contextmanager
-def served(app: Any, access_log: bool = False) -> Iterator[tuple[int, Any]]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, http=PROTOCOL, lifespan="off", log_level="warning",
-                            proxy_headers=False, access_log=access_log)  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield port, server
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+def served(app: Any, access_log: bool = False) -> Any:
+    return uvicorn_thread(app, http=PROTOCOL, lifespan="off", proxy_headers=False,
+                          access_log=access_log)  # fmt: skip
 
 
 class Answers:

@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.serving import uvicorn_thread
 
 from finegate.errors import ModelAuthError, ModelUnavailableError
 from finegate.models import (
@@ -387,30 +387,15 @@ class _ClientRecorder:
 
 
 @contextmanager
-def uvicorn_thread(app: Any, **config: Any) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
+def served_v1(app: Any, **config: Any) -> Iterator[str]:
+    """``app`` on a real socket: its ``/v1`` base URL."""
+    with uvicorn_thread(app, **config) as (port, _):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 async def test_openai_backend_against_real_server_reuses_connections() -> None:
     recorder = _ClientRecorder(mock_app(batch_window_s=0.002))
-    with uvicorn_thread(recorder) as base:
+    with served_v1(recorder) as base:
         backend = load_backend(
             f"openai:{base}#mock:echo", BackendOptions(concurrency=4, max_retries=0)
         )
@@ -425,7 +410,7 @@ async def test_openai_backend_against_real_server_reuses_connections() -> None:
 
 
 async def test_tool_calls_over_a_real_socket() -> None:
-    with uvicorn_thread(mock_app("tool")) as base:
+    with served_v1(mock_app("tool")) as base:
         backend = load_backend(f"openai:{base}#mock:tool", BackendOptions(max_retries=0))
         request = ChatRequest(
             messages=(ChatMessage("user", "lookup"),), tools=(ToolSpec("search"),)
@@ -461,7 +446,7 @@ async def test_the_fast_http_path_answers_chat_like_the_fastapi_route() -> None:
         routed = [await client.post(CHAT, content=b, headers=h) for h, b in requests]
     protocol = {"http": "finegate.models.http_fastpath:FastPostProtocol", "access_log": False,
                 "proxy_headers": False}  # fmt: skip
-    with uvicorn_thread(mock_app(api_key=SECRET, batch_window_s=0, max_body_bytes=200),
+    with served_v1(mock_app(api_key=SECRET, batch_window_s=0, max_body_bytes=200),
                         **protocol) as base:  # fmt: skip
         async with httpx.AsyncClient() as client:
             fast = [await client.post(f"{base}/chat/completions", content=b, headers=h)
