@@ -178,7 +178,7 @@ def create_app(
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-    from finegate.models.http_fastpath import FastPostRoute, WholeAnswer
+    from finegate.models.http_fastpath import FastPostRoute, WholeAnswer, first_header
 
     gw = Gateway(config, store, backends=backends, limiter=limiter, run_dir=run_dir)
 
@@ -264,12 +264,10 @@ def create_app(
             reply = too_large().reply()
             gw.metrics.requests.inc(model="-", status=str(reply.status))
         else:
-            authorization = None
-            for name, value in headers:
-                if name == b"authorization":
-                    authorization = value.decode("latin-1")
-                    break
-            reply = await gw.chat(body, authorization)
+            authorization = first_header(headers, b"authorization")
+            reply = await gw.chat(
+                body, None if authorization is None else authorization.decode("latin-1")
+            )
         if reply.stream is not None:
             return render(reply)
         return WholeAnswer(reply.status, answer_headers(reply), fast_json.dumps(reply.body))

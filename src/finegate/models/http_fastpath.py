@@ -31,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
-__all__ = ["FastPostProtocol", "FastPostRoute", "WholeAnswer"]
+__all__ = ["FastPostProtocol", "FastPostRoute", "WholeAnswer", "first_header"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,6 +53,14 @@ class FastPostRoute(NamedTuple):
 
     handler: FastHandler
     max_body_bytes: int
+
+
+def first_header(headers: Headers, name: bytes) -> bytes | None:
+    """The value of the first header called ``name`` (lower case, as parsed), or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 class _NoEvent:
@@ -115,11 +123,9 @@ class FastPostProtocol(HttpToolsProtocol):
             route, self.url, self.scope, self.headers, self.parser.should_keep_alive()
         )
         self.cycle = self.fast_cycle = fast  # type: ignore[assignment]
-        for name, value in self.headers:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > route.max_body_bytes:
-                    self._start(fast, None)  # answer at once; the body is read and dropped
-                break
+        declared = first_header(self.headers, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > route.max_body_bytes:
+            self._start(fast, None)  # answer at once; the body is read and dropped
 
     def on_body(self, body: bytes) -> None:  # noqa: D102
         fast: Any = self.cycle

@@ -216,7 +216,7 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
 
-    from finegate.models.http_fastpath import FastPostRoute, WholeAnswer
+    from finegate.models.http_fastpath import FastPostRoute, WholeAnswer, first_header
 
     cfg = settings or ServerSettings()
     model_id = cfg.model_name or backend.identity().uri
@@ -248,21 +248,27 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
     app.state.batcher = batcher
     app.state.model_id = model_id
 
+    Answer = tuple[int, dict[str, Any]]
+
+    def failure(status: int, message: str, type_: str, code: str | None = None) -> Answer:
+        return status, error_body(message, type_=type_, code=code)
+
     def error(status: int, message: str, type_: str, code: str | None = None) -> Response:
         return JSONResponse(error_body(message, type_=type_, code=code), status_code=status)
 
+    def key_refused(authorization: bytes) -> Answer | None:
+        """The 401 answer when a key is required and ``authorization`` does not carry it."""
+        if expected is None or hmac.compare_digest(authorization, expected):
+            return None
+        return failure(
+            401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+            "invalid_request_error", "invalid_api_key",
+        )  # fmt: skip
+
     def unauthorized(request: Request) -> Response | None:
-        if expected is None:
-            return None
-        given = request.headers.get("authorization", "").encode()
-        if hmac.compare_digest(given, expected):
-            return None
-        return error(
-            401,
-            "invalid or missing API key (send 'Authorization: Bearer <key>')",
-            "invalid_request_error",
-            "invalid_api_key",
-        )
+        # Header values arrive decoded as latin-1: encoding them back gives the raw bytes.
+        refused = key_refused(request.headers.get("authorization", "").encode("latin-1"))
+        return None if refused is None else JSONResponse(refused[1], status_code=refused[0])
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -284,18 +290,11 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
             return denied
         return JSONResponse(models_list([model_id], created=created))
 
-    Answer = tuple[int, dict[str, Any]]
-
-    def failure(status: int, message: str, type_: str, code: str | None = None) -> Answer:
-        return status, error_body(message, type_=type_, code=code)
-
     async def chat_answer(body: bytes | None, authorization: bytes) -> "Answer | Response":
         """One chat request: (status, JSON body) or a `StreamingResponse`; body None: too large."""
-        if expected is not None and not hmac.compare_digest(authorization, expected):
-            return failure(
-                401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                "invalid_request_error", "invalid_api_key",
-            )  # fmt: skip
+        refused = key_refused(authorization)
+        if refused is not None:
+            return refused
         if body is None or len(body) > cfg.max_body_bytes:
             return failure(
                 413, f"request body is larger than {cfg.max_body_bytes} bytes",
@@ -357,12 +356,7 @@ def create_app(backend: ModelBackend, settings: ServerSettings | None = None) ->
         return JSONResponse(answer[1], status_code=answer[0])
 
     async def chat_fast(body: bytes | None, headers: list[tuple[bytes, bytes]]) -> Any:
-        authorization = b""
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value
-                break
-        answer = await chat_answer(body, authorization)
+        answer = await chat_answer(body, first_header(headers, b"authorization") or b"")
         if isinstance(answer, Response):
             return answer
         return WholeAnswer(answer[0], [_JSON], fast_json.dumps(answer[1]))
