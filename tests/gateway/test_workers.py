@@ -231,3 +231,42 @@ def test_prompts_the_monitor_could_not_get_are_a_metric(
     assert _value(gw.render_metrics(), "finegate_gateway_usage_dropped") == 0
     gw.usage_client.observe("k", "not connected yet")
     assert _value(gw.render_metrics(), "finegate_gateway_usage_dropped") == 1
+
+
+def test_one_worker_of_several_runs_the_hourly_purge_and_another_takes_over(
+    tmp_path: Path, sqlite_store: object
+) -> None:
+    import subprocess
+    import sys
+
+    from finegate.gateway.service import Gateway
+
+    cfg = GatewayConfig.model_validate({"upstreams": [{"name": "a", "uri": "mock:echo"}]})
+    assert Gateway(cfg, sqlite_store).runs_purge()  # type: ignore[arg-type]  # one process
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path\n"
+         "from finegate.gateway.config import GatewayConfig\n"
+         "from finegate.gateway.service import Gateway\n"
+         "cfg = GatewayConfig.model_validate({'upstreams': [{'name': 'a', 'uri': 'mock:echo'}]})\n"
+         "gw = Gateway(cfg, run_dir=Path(sys.argv[1]))\n"
+         "print(gw.runs_purge(), flush=True)\n"
+         "sys.stdin.read()\n",
+         str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "FINEGATE_HOME": str(tmp_path / "holder")},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "True"
+        worker = Gateway(cfg, sqlite_store, run_dir=tmp_path)  # type: ignore[arg-type]
+        assert not worker.runs_purge()  # the other worker purges
+        holder.kill()  # dies without closing anything: the system releases its lock
+        holder.wait(10)
+        assert worker.runs_purge()
+        assert worker.runs_purge()  # and keeps it
+        assert not Gateway(cfg, sqlite_store, run_dir=tmp_path).runs_purge()  # type: ignore[arg-type]
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)

@@ -44,6 +44,9 @@ __all__ = ["Gateway", "Reply"]
 
 log = logging.getLogger("finegate.gateway")
 
+# With several workers, the one holding a lock on this file in the run directory purges.
+_PURGE_LOCK = "purge.lock"
+
 
 @dataclass
 class Reply:
@@ -143,6 +146,7 @@ class Gateway:
         self.ready = False
         self._last_poll = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._purge_lock: int | None = None  # the run directory's purge lock, once held
         self.metrics.add_gauge(
             "finegate_gateway_log_dropped", "Request-log rows dropped.",
             lambda: float(self.log_writer.dropped),
@@ -189,6 +193,9 @@ class Gateway:
         for up in self.upstreams.values():
             await up.aclose()
         await self.limiter.aclose()
+        if self._purge_lock is not None:
+            os.close(self._purge_lock)  # releases the lock: another worker purges from now on
+            self._purge_lock = None
 
     async def poll_state(self) -> None:
         """Read the kill-switch state from the store now."""
@@ -258,15 +265,36 @@ class Gateway:
 
     async def _purge_loop(self) -> None:
         while True:
-            try:
-                n = await asyncio.to_thread(
-                    purge_request_log, self.store, self.config.request_log_retention_days
-                )
-                if n:
-                    log.info("gateway: purged %d request-log rows", n)
-            except Exception as exc:  # noqa: BLE001
-                log.error("gateway: request-log purge failed (%s)", type(exc).__name__)
+            if self.runs_purge():
+                try:
+                    n = await asyncio.to_thread(
+                        purge_request_log, self.store, self.config.request_log_retention_days
+                    )
+                    if n:
+                        log.info("gateway: purged %d request-log rows", n)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("gateway: request-log purge failed (%s)", type(exc).__name__)
             await asyncio.sleep(3600)
+
+    def runs_purge(self) -> bool:
+        """Whether this process runs the hourly request-log purge.
+
+        A gateway of one process does. Of several workers, one does: the holder of the run
+        directory's purge lock, which the system releases when its holder dies, so the next
+        worker to ask (the replacement uvicorn starts, or another within the hour) takes over.
+        """
+        if self.run_dir is None or self._purge_lock is not None:
+            return True
+        import fcntl
+
+        fd = os.open(self.run_dir / _PURGE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._purge_lock = fd
+        return True
 
     def is_ready(self) -> bool:
         """Upstreams loaded and the store answered recently."""
