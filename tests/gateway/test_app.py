@@ -261,7 +261,9 @@ async def test_oversized_body_gets_413(gateway: Any, key_for: Any) -> None:
     async with gateway(base_config(max_body_bytes=2048)) as (client, _):
         r = await client.post(CHAT, json=chat("x" * 5000), headers=auth(key_for()))
         unknown_route = await client.get("/v2/nothing")
+        metrics = (await client.get("/metrics")).text
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert 'finegate_gateway_requests_total{model="-",status="413"} 1' in metrics
     assert unknown_route.status_code == 404 and "error" in unknown_route.json()
 
 

@@ -223,6 +223,12 @@ def create_app(
             "invalid_request_error", "body_too_large",
         )  # fmt: skip
 
+    def too_large_reply() -> Reply:
+        """The 413 answer, counted here: the request never reaches `Gateway.chat`'s count."""
+        reply = too_large().reply()
+        gw.metrics.requests.inc(model="-", status=str(reply.status))
+        return reply
+
     async def read_body(declared: bytes | None, receive: Any) -> bytes:
         limit = config.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -250,10 +256,8 @@ def create_app(
                 declared = value
         try:
             body = await read_body(declared, receive)
-        except GatewayError as exc:
-            reply = exc.reply()
-            gw.metrics.requests.inc(model="-", status=str(reply.status))
-            return reply
+        except GatewayError:  # the only one read_body raises: too large
+            return too_large_reply()
         return await gw.chat(body, authorization)
 
     async def chat_answer(
@@ -261,8 +265,7 @@ def create_app(
     ) -> "WholeAnswer | Response":
         """The chat endpoint as `serve`'s HTTP protocol calls it (body None: too large)."""
         if body is None:
-            reply = too_large().reply()
-            gw.metrics.requests.inc(model="-", status=str(reply.status))
+            reply = too_large_reply()
         else:
             authorization = first_header(headers, b"authorization")
             reply = await gw.chat(
