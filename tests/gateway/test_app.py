@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -423,3 +424,51 @@ async def test_chat_answers_reach_the_transport_in_one_write() -> None:
 
     await ChatFastPath(None, stream_endpoint)(scope, connected, streamed.send)
     assert streamed.transport.writes[1:4] == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]
+
+
+_ARENAS_SCRIPT = """
+import ctypes, os, sys, tempfile, threading
+from finegate.gateway.app import limit_malloc_arenas
+if sys.argv[1] == "cap":
+    limit_malloc_arenas(2)
+kept = []
+def allocate():  # blocks over pymalloc's 512 bytes come from the thread's malloc arena
+    kept.extend(bytes(4096) for _ in range(2000))
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+path = tempfile.mktemp()
+fp = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(fp))
+libc.fclose(ctypes.c_void_p(fp))
+print(open(path).read().count("<heap nr="), os.environ.get("MALLOC_ARENA_MAX"))
+"""
+
+
+@pytest.mark.parametrize("mode", ["cap", "default"])
+def test_the_gateway_caps_malloc_arenas_for_itself_and_its_children(mode: str) -> None:
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc arenas are glibc's")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run(
+        [sys.executable, "-c", _ARENAS_SCRIPT, mode], env=env, capture_output=True, text=True,
+        check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    heaps, variable = int(out[0]), out[1]
+    if mode == "cap":
+        assert heaps <= 2 and variable == "2"  # children inherit the variable
+    else:  # without the cap, threads that allocate get arenas of their own
+        assert heaps > 2 and variable == "None"
+    explicit = subprocess.run(
+        [sys.executable, "-c", _ARENAS_SCRIPT, "cap"], env={**env, "MALLOC_ARENA_MAX": "5"},
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert explicit[1] == "5"  # an operator's own setting wins
