@@ -420,11 +420,11 @@ MALLOC_ARENAS = 2
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
     """Cap glibc's malloc arenas in this process and in the processes it starts.
 
-    glibc gives each thread that allocates an arena of its own, up to eight per core. The
-    gateway's helper threads (store lookups and polls through ``asyncio.to_thread``) free
-    memory that the event loop allocated and the other way round, and the arenas fragment:
-    under `benchmarks/load_gateway.py` the gateway's RSS grew 4.8 MiB in 300 s (320,000
-    requests) with glibc's default and 0.4 MiB (414,000 requests) with one arena
+    glibc gives each thread that allocates an arena of its own, up to eight per core, and the
+    gateway has helper threads beside its event loop (store lookups and polls through
+    ``asyncio.to_thread``). Under `benchmarks/load_gateway.py` its RSS grew 4.8 MiB in 300 s
+    (320,000 requests) with glibc's default, 0.4 MiB (414,000) with one arena and 0.7 MiB
+    (340,000; flat for the last half) with this cap of two, at no measurable CPU cost
     (docs/gateway.md, Performance). The environment variable reaches the workers and the
     request-log writer; ``mallopt`` sets this process, whose allocator is running already. A
     ``MALLOC_ARENA_MAX`` already set wins; elsewhere than glibc this does nothing.
