@@ -415,6 +415,7 @@ def create_app(
 
 
 MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 
 
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
@@ -442,9 +443,6 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
     except (OSError, AttributeError):
         return
     mallopt(_M_ARENA_MAX, arenas)
-
-
-_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def serve(
